@@ -1,0 +1,1 @@
+//! Conversion from OpenTelemetry data to envelopes (in progress).

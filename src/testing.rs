@@ -1,0 +1,1 @@
+//! A local Track-API ingestion server (in progress).

@@ -1,0 +1,1 @@
+//! Delivery to the ingestion endpoint (in progress).

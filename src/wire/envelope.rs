@@ -1,0 +1,365 @@
+//! The Track-API envelope and its context tags, properties and measurements.
+
+use std::borrow::Cow;
+
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Serialize, Serializer};
+
+use super::data::Data;
+use super::format::Timestamp;
+use super::limits::{
+    truncate_cow, GEN_AI_PROPERTY_VALUE, MEASUREMENT_KEY, PROPERTY_KEY, PROPERTY_VALUE,
+};
+
+/// A context tag key with the longest value the service accepts for it (Bond `ContextTagKeys`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TagKey {
+    pub(crate) name: &'static str,
+    pub(crate) max: usize,
+}
+
+/// The context tag keys this crate sends, with their limits (INGESTION.md §3, MAPPING.md §10).
+pub(crate) mod tag {
+    use super::TagKey;
+
+    const fn key(name: &'static str, max: usize) -> TagKey {
+        TagKey { name, max }
+    }
+
+    pub(crate) const APPLICATION_VER: TagKey = key("ai.application.ver", 1024);
+    pub(crate) const CLOUD_ROLE: TagKey = key("ai.cloud.role", 256);
+    pub(crate) const CLOUD_ROLE_INSTANCE: TagKey = key("ai.cloud.roleInstance", 256);
+    pub(crate) const DEVICE_ID: TagKey = key("ai.device.id", 1024);
+    pub(crate) const DEVICE_LOCALE: TagKey = key("ai.device.locale", 64);
+    pub(crate) const DEVICE_MODEL: TagKey = key("ai.device.model", 256);
+    pub(crate) const DEVICE_OEM_NAME: TagKey = key("ai.device.oemName", 256);
+    pub(crate) const DEVICE_OS_VERSION: TagKey = key("ai.device.osVersion", 256);
+    pub(crate) const DEVICE_TYPE: TagKey = key("ai.device.type", 64);
+    pub(crate) const INTERNAL_NODE_NAME: TagKey = key("ai.internal.nodeName", 256);
+    pub(crate) const INTERNAL_SDK_VERSION: TagKey = key("ai.internal.sdkVersion", 64);
+    pub(crate) const LOCATION_IP: TagKey = key("ai.location.ip", 46);
+    pub(crate) const OPERATION_ID: TagKey = key("ai.operation.id", 128);
+    pub(crate) const OPERATION_NAME: TagKey = key("ai.operation.name", 1024);
+    pub(crate) const OPERATION_PARENT_ID: TagKey = key("ai.operation.parentId", 512);
+    pub(crate) const OPERATION_SYNTHETIC_SOURCE: TagKey = key("ai.operation.syntheticSource", 1024);
+    pub(crate) const SESSION_ID: TagKey = key("ai.session.id", 64);
+    pub(crate) const USER_ACCOUNT_ID: TagKey = key("ai.user.accountId", 1024);
+    pub(crate) const USER_AUTH_USER_ID: TagKey = key("ai.user.authUserId", 1024);
+    pub(crate) const USER_ID: TagKey = key("ai.user.id", 128);
+    /// Not in the swagger, but sent by every official exporter and shown by the portal.
+    pub(crate) const USER_AGENT: TagKey = key("ai.user.userAgent", 1024);
+}
+
+/// Context tags: the ones shared by every item of a batch (resource and process tags, computed
+/// once) followed by the item's own. An own tag replaces a shared one with the same key.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Tags<'a> {
+    shared: &'a [(&'static str, String)],
+    own: Vec<(&'static str, Cow<'a, str>)>,
+}
+
+impl<'a> Tags<'a> {
+    /// Tags that start with the given shared ones (already truncated, see [`SharedTags`]).
+    pub(crate) fn new(shared: &'a SharedTags) -> Self {
+        Tags {
+            shared: &shared.0,
+            own: Vec::new(),
+        }
+    }
+
+    /// Sets a tag, truncated to its limit. Empty values are not sent.
+    pub(crate) fn set(&mut self, key: TagKey, value: impl Into<Cow<'a, str>>) {
+        let value = value.into();
+        if value.is_empty() {
+            return;
+        }
+        let value = truncate_cow(value, key.max);
+        if let Some(slot) = self.own.iter_mut().find(|(k, _)| *k == key.name) {
+            slot.1 = value;
+        } else {
+            self.own.push((key.name, value));
+        }
+    }
+
+    /// The value of a tag, own or shared.
+    pub(crate) fn get(&self, key: TagKey) -> Option<&str> {
+        self.own
+            .iter()
+            .find(|(k, _)| *k == key.name)
+            .map(|(_, v)| v.as_ref())
+            .or_else(|| {
+                self.shared
+                    .iter()
+                    .find(|(k, _)| *k == key.name)
+                    .map(|(_, v)| v.as_str())
+            })
+    }
+}
+
+impl Serialize for Tags<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (k, v) in self.shared {
+            if !self.own.iter().any(|(own, _)| own == k) {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        for (k, v) in &self.own {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Tags computed once and shared by many items (resource and process tags).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SharedTags(Vec<(&'static str, String)>);
+
+impl SharedTags {
+    /// Sets a tag, truncated to its limit. Empty values are not sent.
+    pub(crate) fn set(&mut self, key: TagKey, value: &str) {
+        if value.is_empty() {
+            return;
+        }
+        let value = truncate_cow(Cow::Borrowed(value), key.max).into_owned();
+        if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key.name) {
+            slot.1 = value;
+        } else {
+            self.0.push((key.name, value));
+        }
+    }
+
+    /// The value of a tag.
+    pub(crate) fn get(&self, key: TagKey) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key.name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Custom properties (`baseData.properties`): string keys of at most 150 characters and string
+/// values of at most 8192 (262144 for the generative-AI content keys). A later value for the same
+/// key replaces the earlier one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Properties<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+/// Keys whose values may be as long as [`GEN_AI_PROPERTY_VALUE`] (MAPPING.md §3.5).
+const GEN_AI_CONTENT_KEYS: [&str; 7] = [
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.system_instructions",
+    "gen_ai.tool.definitions",
+    "gen_ai.tool.call.arguments",
+    "gen_ai.tool.call.result",
+    "gen_ai.evaluation.explanation",
+];
+
+impl<'a> Properties<'a> {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Properties(Vec::with_capacity(n))
+    }
+
+    /// Adds a property. A key longer than 150 characters is truncated to 150 (the official
+    /// exporters drop such a pair; we keep the data). An empty key is not sent and reported
+    /// through the internal log, since the service cannot store it.
+    pub(crate) fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: impl Into<Cow<'a, str>>) {
+        let key = key.into();
+        if key.is_empty() {
+            opentelemetry::otel_debug!(
+                name: "AzureMonitor.PropertyWithEmptyKey",
+                message = "an attribute with an empty key cannot be stored by Azure Monitor and was not sent"
+            );
+            return;
+        }
+        let max = if GEN_AI_CONTENT_KEYS.contains(&key.as_ref()) {
+            GEN_AI_PROPERTY_VALUE
+        } else {
+            PROPERTY_VALUE
+        };
+        let key = truncate_cow(key, PROPERTY_KEY);
+        let value = truncate_cow(value.into(), max);
+        // Attribute lists are short; a linear scan beats hashing here.
+        if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+        } else {
+            self.0.push((key, value));
+        }
+    }
+
+    /// Adds a property unless the key is already present.
+    pub(crate) fn insert_if_absent(
+        &mut self,
+        key: impl Into<Cow<'a, str>>,
+        value: impl Into<Cow<'a, str>>,
+    ) {
+        let key = key.into();
+        if self.get(&key).is_none() {
+            self.insert(key, value);
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        let key = truncate_cow(Cow::Borrowed(key), PROPERTY_KEY);
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The longest value, for shrinking an item that is too large (see `Envelope::shrink`).
+    pub(crate) fn longest_value_mut(&mut self) -> Option<&mut Cow<'a, str>> {
+        self.0.iter_mut().map(|(_, v)| v).max_by_key(|v| v.len())
+    }
+}
+
+impl Serialize for Properties<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// Custom measurements (`baseData.measurements`): keys of at most 150 characters, finite values.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Measurements<'a>(Vec<(Cow<'a, str>, f64)>);
+
+impl<'a> Measurements<'a> {
+    /// Adds a measurement; non-finite values and empty keys are not sent (JSON has no NaN).
+    pub(crate) fn insert(&mut self, key: impl Into<Cow<'a, str>>, value: f64) {
+        let key = key.into();
+        if key.is_empty() || !value.is_finite() {
+            return;
+        }
+        let key = truncate_cow(key, MEASUREMENT_KEY);
+        if let Some(slot) = self.0.iter_mut().find(|(k, _)| *k == key) {
+            slot.1 = value;
+        } else {
+            self.0.push((key, value));
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<f64> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl Serialize for Measurements<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// One telemetry item (`TelemetryEnvelope`). The envelope `name` and `data.baseType` follow
+/// from the data (MAPPING.md §1.1, long names).
+#[derive(Clone, Debug)]
+pub(crate) struct Envelope<'a> {
+    pub(crate) time: Timestamp,
+    /// Percentage of items this one stands for; `None` means 100 and is not sent.
+    pub(crate) sample_rate: Option<f64>,
+    pub(crate) ikey: &'a str,
+    pub(crate) tags: Tags<'a>,
+    pub(crate) data: Data<'a>,
+}
+
+impl Envelope<'_> {
+    /// Cuts the longest property value in half, to bring an item that is over the service's
+    /// 64 KiB item limit under it. Returns `false` when there is nothing left to cut.
+    pub(crate) fn shrink(&mut self) -> bool {
+        let Some(props) = self.data.properties_mut() else {
+            return false;
+        };
+        match props.longest_value_mut() {
+            Some(v) if v.len() > 16 => {
+                let keep = super::limits::truncate_str(v, v.chars().count() / 2).len();
+                v.to_mut().truncate(keep);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Serialize for Envelope<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = 5 + usize::from(self.sample_rate.is_some());
+        let mut s = serializer.serialize_struct("Envelope", fields)?;
+        s.serialize_field("name", self.data.envelope_name())?;
+        s.serialize_field("time", &self.time)?;
+        if let Some(rate) = self.sample_rate {
+            s.serialize_field("sampleRate", &rate)?;
+        }
+        s.serialize_field("iKey", self.ikey)?;
+        s.serialize_field("tags", &self.tags)?;
+        s.serialize_field("data", &self.data)?;
+        s.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_truncate_keys_and_values_and_replace_duplicates() {
+        let mut p = Properties::default();
+        let long_key = "k".repeat(200);
+        p.insert(long_key.as_str(), "v");
+        p.insert("a", "x".repeat(9000));
+        p.insert("a", "y");
+        p.insert("", "dropped");
+        p.insert("gen_ai.input.messages", "m".repeat(10_000));
+        assert_eq!(p.len(), 3);
+        assert_eq!(p.get(&long_key), Some("v"));
+        assert_eq!(p.get("a"), Some("y"));
+        assert_eq!(p.get("gen_ai.input.messages").map(str::len), Some(10_000));
+        p.insert("b", "z".repeat(9000));
+        assert_eq!(p.get("b").map(str::len), Some(PROPERTY_VALUE));
+    }
+
+    #[test]
+    fn tags_truncate_and_own_tags_replace_shared_ones() {
+        let mut shared = SharedTags::default();
+        shared.set(tag::CLOUD_ROLE, &"r".repeat(300));
+        shared.set(tag::DEVICE_TYPE, "Other");
+        let mut tags = Tags::new(&shared);
+        tags.set(tag::DEVICE_TYPE, "Phone");
+        tags.set(tag::SESSION_ID, "");
+        let json = serde_json::to_value(&tags).unwrap_or_default();
+        assert_eq!(json["ai.cloud.role"].as_str().map(str::len), Some(256));
+        assert_eq!(json["ai.device.type"], "Phone");
+        assert!(json.get("ai.session.id").is_none());
+        assert_eq!(json.as_object().map(|o| o.len()), Some(2));
+    }
+
+    #[test]
+    fn measurements_skip_non_finite_values() {
+        let mut m = Measurements::default();
+        m.insert("a", f64::NAN);
+        m.insert("b", f64::INFINITY);
+        m.insert("c", 1.5);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap_or_default(),
+            r#"{"c":1.5}"#
+        );
+    }
+}
