@@ -1,0 +1,173 @@
+//! The span exporter: spans to requests, dependencies, exceptions and traces.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::Resource;
+
+use crate::config::{builder_options, Options};
+use crate::convert::{self, Context};
+use crate::error::BuildError;
+use crate::transmit::{self, EncodedItems, Transmitter};
+use crate::wire::SharedTags;
+
+/// Environment variable that turns the per-batch `_OTELRESOURCE_` metric off when `true`.
+const ENV_RESOURCE_METRIC_DISABLED: &str =
+    "APPLICATIONINSIGHTS_OPENTELEMETRY_RESOURCE_METRIC_DISABLED";
+
+/// Exports spans to Azure Monitor: `SERVER` and `CONSUMER` spans become requests, `CLIENT`,
+/// `PRODUCER` and `INTERNAL` spans dependencies, span events exceptions or traces.
+///
+/// Build it with [`SpanExporter::builder`] and hand it to the SDK's batch processor:
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+///
+/// let exporter = opentelemetry_azure_monitor::SpanExporter::builder().build()?;
+/// let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).build();
+/// # Ok(()) }
+/// ```
+///
+/// `export` converts the batch on the caller's thread and hands the encoded bodies to the
+/// exporter's own background thread, which delivers them with retries within the export deadline.
+/// It works under the SDK's thread-based batch processor (no async runtime needed) and under
+/// the Tokio-based one.
+pub struct SpanExporter {
+    ikey: String,
+    sample_rate: Option<f64>,
+    resource: Resource,
+    tags: SharedTags,
+    resource_metric: bool,
+    transmitter: Transmitter,
+}
+
+impl fmt::Debug for SpanExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The instrumentation key is a secret: never printed.
+        f.debug_struct("SpanExporter")
+            .field("sample_rate", &self.sample_rate)
+            .field("resource_metric", &self.resource_metric)
+            .field("transmitter", &self.transmitter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`SpanExporter`]. All validation and reading of the environment happens in
+/// [`build`](SpanExporterBuilder::build).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct SpanExporterBuilder {
+    options: Options,
+    resource_metric: Option<bool>,
+}
+
+builder_options!(SpanExporterBuilder);
+
+impl SpanExporterBuilder {
+    /// Sends, with every export, one `_OTELRESOURCE_` metric item whose properties are the
+    /// resource's attributes (less `telemetry.sdk.*`), so that they can be queried next to the
+    /// telemetry without being copied into every item.
+    ///
+    /// Defaults to `true`, unless the environment variable
+    /// `APPLICATIONINSIGHTS_OPENTELEMETRY_RESOURCE_METRIC_DISABLED` is `true`.
+    pub fn with_resource_metric(mut self, enabled: bool) -> Self {
+        self.resource_metric = Some(enabled);
+        self
+    }
+
+    /// Builds the exporter and starts its delivery thread.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] when no connection string is set or it is malformed, when an option is out
+    /// of range, or when the HTTP client or the delivery thread cannot be created.
+    pub fn build(self) -> Result<SpanExporter, BuildError> {
+        let resource_metric = self.resource_metric.unwrap_or_else(|| {
+            !std::env::var(ENV_RESOURCE_METRIC_DISABLED)
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        });
+        let resolved = self.options.resolve()?;
+        let resource = Resource::builder_empty().build();
+        Ok(SpanExporter {
+            ikey: resolved.connection_string.instrumentation_key().to_owned(),
+            sample_rate: resolved.sample_rate,
+            tags: convert::shared_tags(&resource),
+            resource,
+            resource_metric,
+            transmitter: resolved.transmitter,
+        })
+    }
+}
+
+impl SpanExporter {
+    /// A builder with every option at its default.
+    pub fn builder() -> SpanExporterBuilder {
+        SpanExporterBuilder::default()
+    }
+
+    /// Converts a batch and encodes it, ready for delivery.
+    fn encode(&self, batch: &[SpanData], now: SystemTime) -> EncodedItems {
+        let cx = Context {
+            ikey: &self.ikey,
+            tags: &self.tags,
+        };
+        let mut envelopes = Vec::with_capacity(batch.len() + batch.len() / 8 + 1);
+        if self.resource_metric && !batch.is_empty() {
+            envelopes.extend(convert::resource_envelope(&self.resource, &cx, now));
+        }
+        for span in batch {
+            convert::span_to_envelopes(span, &cx, &mut envelopes);
+        }
+        if let Some(rate) = self.sample_rate {
+            for envelope in &mut envelopes {
+                envelope.sample_rate.get_or_insert(rate);
+            }
+        }
+        transmit::encode(envelopes)
+    }
+
+    /// The gzip-compressed request bodies this exporter would send for `batch`, without sending
+    /// them: for snapshot tests of your instrumentation and for benchmarks.
+    #[cfg(feature = "testing")]
+    pub fn request_bodies(&self, batch: &[SpanData]) -> Vec<Vec<u8>> {
+        let items = self.encode(batch, SystemTime::now());
+        transmit::bodies(&items).into_iter().map(|b| b.gzip).collect()
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for SpanExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let sent = if self.transmitter.is_shutdown() {
+            Err(OTelSdkError::AlreadyShutdown)
+        } else {
+            Ok(self
+                .transmitter
+                .send(self.encode(&batch, SystemTime::now())))
+        };
+        drop(batch);
+        async move {
+            sent?
+                .await
+                .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.transmitter.shutdown(timeout).map_err(Into::into)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.transmitter
+            .force_flush(Duration::from_secs(30))
+            .map_err(Into::into)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.tags = convert::shared_tags(resource);
+        self.resource = resource.clone();
+    }
+}
