@@ -9,3 +9,5 @@ mod wire;
 
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use connection_string::{ConnectionString, ConnectionStringError};
