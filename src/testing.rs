@@ -1,1 +1,0 @@
-//! A local Track-API ingestion server (in progress).
