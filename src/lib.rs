@@ -3,9 +3,12 @@
 
 mod connection_string;
 mod convert;
+mod error;
 mod transmit;
 #[allow(dead_code)]
 mod wire;
+
+pub use transmit::RetryPolicy;
 
 #[cfg(feature = "testing")]
 pub mod testing;

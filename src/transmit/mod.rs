@@ -1,1 +1,19 @@
-//! Delivery to the ingestion endpoint (in progress).
+//! Delivery to the ingestion endpoint: from "a batch of envelopes" to "the ingestion service
+//! said yes". Knows nothing about OpenTelemetry.
+//!
+//! - [`encode`]: serialize each envelope once; build gzip JSON-array bodies within the
+//!   service's limits from any subset of the items.
+//! - [`outcome`]: what an answer of the service means (a pure table).
+//! - [`retry`]: the public [`RetryPolicy`] and its backoff schedule.
+//! - [`client`]: the [`Transmitter`](client::Transmitter), one worker thread with its own
+//!   runtime that posts, retries, follows redirects and answers over runtime-agnostic channels.
+
+// Not wired to the exporters yet.
+#![allow(dead_code)]
+
+pub(crate) mod client;
+pub(crate) mod encode;
+pub(crate) mod outcome;
+pub(crate) mod retry;
+
+pub use retry::RetryPolicy;
