@@ -64,3 +64,39 @@ pub(crate) enum TransmitError {
         message: String,
     },
 }
+
+/// Why an exporter could not be built. Messages say what to fix, and never contain the
+/// instrumentation key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No usable connection string: it is missing or malformed.
+    #[error(transparent)]
+    ConnectionString(#[from] crate::ConnectionStringError),
+    /// The sample rate is not a percentage in (0, 100].
+    #[error("the sample rate must be a percentage greater than 0 and at most 100, got {0}")]
+    InvalidSampleRate(f64),
+    /// The export timeout is zero.
+    #[error("the export timeout must be greater than zero")]
+    InvalidExportTimeout,
+    /// The HTTP client or the background delivery thread could not be started.
+    #[error("could not start the exporter's delivery: {0}")]
+    Transport(String),
+}
+
+impl From<TransmitError> for BuildError {
+    fn from(e: TransmitError) -> Self {
+        BuildError::Transport(e.to_string())
+    }
+}
+
+impl From<TransmitError> for opentelemetry_sdk::error::OTelSdkError {
+    fn from(e: TransmitError) -> Self {
+        use opentelemetry_sdk::error::OTelSdkError;
+        match e {
+            TransmitError::AlreadyShutdown => OTelSdkError::AlreadyShutdown,
+            TransmitError::Timeout(d) => OTelSdkError::Timeout(d),
+            other => OTelSdkError::InternalFailure(other.to_string()),
+        }
+    }
+}

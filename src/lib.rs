@@ -1,6 +1,7 @@
 //! OpenTelemetry exporter for Azure Monitor (Application Insights). (docs in progress)
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod config;
 mod connection_string;
 mod convert;
 mod error;
@@ -8,6 +9,7 @@ mod transmit;
 #[allow(dead_code)]
 mod wire;
 
+pub use error::BuildError;
 pub use transmit::RetryPolicy;
 
 #[cfg(feature = "testing")]

@@ -126,6 +126,11 @@ fn instant_after(now: Instant, d: Duration) -> Instant {
 }
 
 impl Transmitter {
+    /// Whether [`shutdown`](Self::shutdown) was called: no more sends are accepted.
+    pub(crate) fn is_shutdown(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
     /// Validates the URL, builds the HTTP client (unless given) and starts the worker thread.
     ///
     /// # Errors

@@ -17,3 +17,6 @@ pub(crate) mod outcome;
 pub(crate) mod retry;
 
 pub use retry::RetryPolicy;
+
+pub(crate) use client::{TransmitConfig, Transmitter};
+pub(crate) use encode::{encode, EncodedItems, Gzip};
