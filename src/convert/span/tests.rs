@@ -1419,6 +1419,13 @@ fn chars(json: &Json) -> usize {
 /// Every string field of an envelope is within its limit.
 fn assert_limits(env: &Json) {
     let tag_limits = [
+        ("ai.cloud.role", 256),
+        ("ai.cloud.roleInstance", 256),
+        ("ai.device.id", 1024),
+        ("ai.device.model", 256),
+        ("ai.device.oemName", 256),
+        ("ai.application.ver", 1024),
+        ("ai.internal.sdkVersion", 64),
         ("ai.operation.id", 128),
         ("ai.operation.name", 1024),
         ("ai.operation.parentId", 512),
@@ -1513,6 +1520,18 @@ proptest! {
         prop_assert_eq!(all.len(), 2);
         for env in &all {
             assert_limits(env);
+        }
+    }
+
+    #[test]
+    fn arbitrary_resources_never_panic_and_respect_limits(attrs in arb_attrs()) {
+        let resource = Resource::builder_empty().with_attributes(attrs).build();
+        let shared = crate::convert::tags::shared_tags_with(&resource, &|_| None, &|| None);
+        let cx = Context { ikey: IKEY, tags: &shared };
+        if let Some(env) = resource_envelope(&resource, &cx, at(START_NS)) {
+            let json = serde_json::to_value(&env).unwrap_or_default();
+            prop_assert_eq!(&json["data"]["baseData"]["metrics"][0]["value"], &json!(1.0));
+            assert_limits(&json);
         }
     }
 }
