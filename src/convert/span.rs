@@ -1,0 +1,733 @@
+//! Spans → `RequestData` / `RemoteDependencyData`, span events → `MessageData` /
+//! `ExceptionData`, and the `_OTELRESOURCE_` metric (MAPPING.md §1–§3, §5.5).
+//!
+//! Everything borrows from the [`SpanData`] where it can: only composed strings (ids,
+//! `GET /path`, `host:port`, ...) are allocated. The span's attributes are read once (see
+//! [`Known::scan`]), which also collects the custom properties.
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::{Event, Link, SpanId, SpanKind, Status};
+use opentelemetry::Value;
+use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::Resource;
+
+use super::attributes::{
+    custom_measurements, insert_property, render, sample_rate, set_context_tags, to_int,
+};
+use super::semconv::{
+    Key, Known, AZURE_SDK_DESTINATION, AZURE_SDK_PEER, AZ_NAMESPACE, DB_NAME, DB_STATEMENT,
+    DB_SYSTEM, GEN_AI_SYSTEM, HTTP_METHOD, HTTP_STATUS_CODE, LINK_ENQUEUED_TIME, LOCATION_IP,
+    MESSAGING_DESTINATION, MESSAGING_REQUEST_PEER, NET_HOST, NET_PEER_HOST, PEER_SERVICE,
+    REQUEST_LOCATION_IP, RPC_STATUS_CODE, RPC_SYSTEM, SAMPLE_RATE, URL_FULL, URL_SCHEME,
+    USER_AGENT,
+};
+use super::Context;
+use crate::wire::{
+    tag, Bounded, Data, DataPoint, Envelope, ExceptionData, ExceptionDetails, Measurements,
+    MessageData, MetricData, Properties, RemoteDependencyData, RequestData, Tags, TimeSpan,
+    Timestamp,
+};
+
+/// Property with the span's links (MAPPING.md §3.5).
+const LINKS_PROPERTY: &str = "_MS.links";
+/// At most this many links are sent (§3.5 R; 100 links are about 7.5 KB of JSON, under the
+/// 8192-character property limit).
+const MAX_LINKS: usize = 100;
+/// Measurement of an Azure SDK consumer request (§3.3).
+const TIME_SINCE_ENQUEUED: &str = "timeSinceEnqueued";
+/// Name of the resource metric (§5.5).
+const RESOURCE_METRIC: &str = "_OTELRESOURCE_";
+/// SQL-family database systems, legacy and stable names: dependency type `SQL` (§3.4).
+const SQL_FAMILY: [&str; 13] = [
+    "db2",
+    "ibm.db2",
+    "derby",
+    "mariadb",
+    "mssql",
+    "microsoft.sql_server",
+    "oracle",
+    "oracle.db",
+    "sqlite",
+    "other_sql",
+    "hsqldb",
+    "h2",
+    "h2database",
+];
+
+/// Converts one span into its envelope followed by one envelope per span event (MAPPING.md
+/// §3.1, §3.7), appended to `out`.
+pub(crate) fn span_to_envelopes<'a>(
+    span: &'a SpanData,
+    cx: &Context<'a>,
+    out: &mut Vec<Envelope<'a>>,
+) {
+    let mut properties = Properties::default();
+    let known = Known::scan(&span.attributes, Some(&mut properties));
+    let sample_rate = sample_rate(known.first(SAMPLE_RATE));
+    if !span.links.is_empty() {
+        properties.insert(LINKS_PROPERTY, links_json(&span.links));
+    }
+    let mut measurements = Measurements::default();
+    if let Some(v) = known.get(Key::MicrosoftCustomMeasurements) {
+        custom_measurements(v, &mut measurements);
+    }
+
+    let trace_id = hex(&span.span_context.trace_id().to_bytes());
+    let span_id = hex(&span.span_context.span_id().to_bytes());
+    // The events need the ids too; clone only when there are events.
+    let event_ids = (!span.events.is_empty()).then(|| (trace_id.clone(), span_id.clone()));
+
+    let mut tags = Tags::new(cx.tags);
+    tags.set(tag::OPERATION_ID, trace_id);
+    if span.parent_span_id != SpanId::INVALID {
+        tags.set(
+            tag::OPERATION_PARENT_ID,
+            hex(&span.parent_span_id.to_bytes()),
+        );
+    }
+    let common = Common {
+        span,
+        known: &known,
+        id: span_id,
+        properties,
+        measurements,
+    };
+    let data = match span.span_kind {
+        SpanKind::Server | SpanKind::Consumer => Data::Request(request(common, &mut tags)),
+        _ => Data::RemoteDependency(dependency(common, &mut tags)),
+    };
+    out.reserve(1 + span.events.len());
+    out.push(Envelope {
+        time: Timestamp(span.start_time),
+        sample_rate,
+        ikey: cx.ikey,
+        tags,
+        data,
+    });
+
+    if let Some((trace_id, span_id)) = event_ids {
+        let span_session = known.str(&[Key::SessionId]);
+        for event in span.events.iter() {
+            out.push(event_envelope(
+                event,
+                cx,
+                trace_id.clone(),
+                span_id.clone(),
+                span_session,
+                sample_rate,
+            ));
+        }
+    }
+}
+
+/// What requests and dependencies share.
+struct Common<'a, 'k> {
+    span: &'a SpanData,
+    known: &'k Known<'a>,
+    id: String,
+    properties: Properties<'a>,
+    measurements: Measurements<'a>,
+}
+
+fn is_error(status: &Status) -> bool {
+    matches!(status, Status::Error { .. })
+}
+
+/// A SERVER or CONSUMER span (MAPPING.md §3.3).
+fn request<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RequestData<'a> {
+    let Common {
+        span,
+        known: k,
+        id,
+        properties,
+        mut measurements,
+    } = c;
+    let mut name: Cow<'a, str> = Cow::Borrowed(&span.name);
+    let mut response_code: Cow<'a, str> = Cow::Borrowed("0");
+    let mut success = !is_error(&span.status);
+    let mut source = None;
+    let mut url = None;
+    set_context_tags(tags, k, REQUEST_LOCATION_IP);
+
+    if k.first(AZ_NAMESPACE).is_some() {
+        source = azure_sdk_source(k);
+        if !span.links.is_empty() {
+            measurements.insert(TIME_SINCE_ENQUEUED, time_since_enqueued(span));
+        }
+    } else if let Some(method) = k.text(HTTP_METHOD) {
+        if let Some(ua) = k.text(USER_AGENT) {
+            tags.set(tag::USER_AGENT, ua);
+        }
+        let request_url = http_url(k, HostFallback::Server);
+        if let Some(route) = k.text(&[Key::HttpRoute]) {
+            name = Cow::Owned(join(&method, " ", &route));
+        } else if let Some(u) = &request_url {
+            name = Cow::Owned(join(&method, " ", path_or_root(split_url(u).path)));
+        }
+        let code = status_code(k);
+        response_code = Cow::Owned(code.to_string());
+        // PY: only 4xx (and a missing code) fail a request; 5xx spans are ERROR anyway.
+        success = success && code != 0 && !(400..=499).contains(&code);
+        url = request_url;
+    } else if k.has(Key::MessagingSystem) {
+        if let Some(dest) = k.text(MESSAGING_DESTINATION) {
+            source = Some(match k.text(MESSAGING_REQUEST_PEER) {
+                Some(peer) => Cow::Owned(join(&peer, "/", &dest)),
+                None => dest,
+            });
+        }
+    } else if k.first(RPC_SYSTEM).is_some() {
+        // As JS: a gRPC server reports the gRPC status.
+        if let Some(code) = k.text(RPC_STATUS_CODE) {
+            response_code = code;
+        }
+    }
+
+    tags.set(tag::OPERATION_NAME, name.clone());
+    RequestData {
+        ver: (),
+        id: Bounded::new(id),
+        name: Bounded::new(name),
+        duration: TimeSpan::between(span.start_time, span.end_time),
+        success,
+        response_code: Bounded::new(response_code),
+        source: source.map(Bounded::new),
+        url: url.map(Bounded::new),
+        properties,
+        measurements,
+    }
+}
+
+/// A CLIENT, PRODUCER or INTERNAL span (MAPPING.md §3.4).
+fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyData<'a> {
+    let Common {
+        span,
+        known: k,
+        id,
+        properties,
+        measurements,
+    } = c;
+    let mut name: Cow<'a, str> = Cow::Borrowed(&span.name);
+    let mut result_code: Cow<'a, str> = Cow::Borrowed("0");
+    let mut data = None;
+    let type_: Cow<'a, str>;
+    let mut target: Option<Cow<'a, str>> = None;
+    set_context_tags(tags, k, LOCATION_IP);
+    let az_namespace = k.text(AZ_NAMESPACE);
+    let gen_ai = k.text(GEN_AI_SYSTEM);
+
+    match span.span_kind {
+        SpanKind::Client => {
+            let mut ty: Cow<'a, str> = Cow::Borrowed("N/A");
+            if let Some(az) = az_namespace {
+                ty = az;
+                target = azure_sdk_source(k).or_else(|| peer_target(k));
+            } else if let Some(method) = k.text(HTTP_METHOD) {
+                ty = Cow::Borrowed("HTTP");
+                if let Some(ua) = k.text(USER_AGENT) {
+                    tags.set(tag::USER_AGENT, ua);
+                }
+                let url = http_url(k, HostFallback::Peer);
+                let path = url.as_deref().map_or("", |u| split_url(u).path);
+                name = Cow::Owned(join(&method, " ", path_or_root(path)));
+                target = http_dependency_target(k, url.as_ref());
+                result_code = Cow::Owned(status_code(k).to_string());
+                data = url;
+            } else if let Some(system) = k.text(DB_SYSTEM) {
+                ty = db_type(&system);
+                data = k.text(DB_STATEMENT);
+                target = Some(match (peer_target(k), k.text(DB_NAME)) {
+                    (Some(t), Some(db)) => Cow::Owned(join(&t, "|", &db)),
+                    (None, Some(db)) => db,
+                    (Some(t), None) => t,
+                    (None, None) => system,
+                });
+            } else if let Some(system) = k.text(&[Key::MessagingSystem]) {
+                target = peer_target(k)
+                    .or_else(|| k.text(MESSAGING_DESTINATION))
+                    .or_else(|| Some(system.clone()));
+                ty = system;
+            } else if let Some(system) = k.text(RPC_SYSTEM) {
+                // R: "GRPC" for gRPC (PY sends the literal "rpc.system").
+                if let Some(code) = k.text(RPC_STATUS_CODE) {
+                    result_code = code;
+                }
+                target = peer_target(k).or_else(|| Some(system.clone()));
+                ty = if system == "grpc" {
+                    Cow::Borrowed("GRPC")
+                } else {
+                    system
+                };
+            }
+            if let Some(g) = &gen_ai {
+                ty = Cow::Owned(join("GenAI", " | ", g));
+                if target.is_none() {
+                    target = Some(g.clone());
+                }
+            }
+            type_ = ty;
+        }
+        SpanKind::Producer => {
+            if let Some(az) = az_namespace {
+                type_ = Cow::Owned(join("Queue Message", " | ", &az));
+                target = azure_sdk_source(k).or_else(|| peer_target(k));
+            } else {
+                let system = k.text(&[Key::MessagingSystem]);
+                type_ = match &system {
+                    Some(s) => Cow::Owned(join("Queue Message", " | ", s)),
+                    None => Cow::Borrowed("Queue Message"),
+                };
+                target = peer_target(k)
+                    .or_else(|| k.text(MESSAGING_DESTINATION))
+                    .or(system);
+            }
+        }
+        _ => {
+            type_ = match (&gen_ai, &az_namespace) {
+                (Some(g), _) => Cow::Owned(join("GenAI", " | ", g)),
+                (None, Some(az)) => Cow::Owned(join("InProc", " | ", az)),
+                (None, None) => Cow::Borrowed("InProc"),
+            };
+            target = peer_target(k);
+        }
+    }
+
+    tags.set(tag::OPERATION_NAME, name.clone());
+    RemoteDependencyData {
+        ver: (),
+        name: Bounded::new(name),
+        id: Some(Bounded::new(id)),
+        result_code: Some(Bounded::new(result_code)),
+        duration: TimeSpan::between(span.start_time, span.end_time),
+        success: !is_error(&span.status),
+        data: data.map(Bounded::new),
+        type_: Some(Bounded::new(type_)),
+        target: target.filter(|t| !t.is_empty()).map(Bounded::new),
+        properties,
+        measurements,
+    }
+}
+
+/// One span event: `exception` → `ExceptionData`, anything else → `MessageData` (§3.7).
+fn event_envelope<'a>(
+    event: &'a Event,
+    cx: &Context<'a>,
+    trace_id: String,
+    span_id: String,
+    span_session: Option<&'a str>,
+    sample_rate: Option<f64>,
+) -> Envelope<'a> {
+    let mut properties = Properties::default();
+    let k = Known::scan(&event.attributes, Some(&mut properties));
+    let mut measurements = Measurements::default();
+    if let Some(v) = k.get(Key::MicrosoftCustomMeasurements) {
+        custom_measurements(v, &mut measurements);
+    }
+    let mut tags = Tags::new(cx.tags);
+    tags.set(tag::OPERATION_ID, trace_id);
+    tags.set(tag::OPERATION_PARENT_ID, span_id);
+    if let Some(session) = k.str(&[Key::SessionId]).or(span_session) {
+        tags.set(tag::SESSION_ID, session);
+    }
+    let data = if event.name == "exception" {
+        let stack = k.first(&[Key::ExceptionStacktrace]);
+        let details = ExceptionDetails {
+            type_name: Some(Bounded::new(
+                k.text(&[Key::ExceptionType])
+                    .unwrap_or(Cow::Borrowed("Exception")),
+            )),
+            message: Bounded::new(
+                k.text(&[Key::ExceptionMessage])
+                    .unwrap_or(Cow::Borrowed("Exception")),
+            ),
+            has_full_stack: Some(stack.is_some()),
+            // R: no stack rather than PY's "None".
+            stack: stack.map(|s| Bounded::new(render(s))),
+            parsed_stack: Vec::new(),
+        };
+        Data::Exception(ExceptionData {
+            exceptions: vec![details],
+            properties,
+            measurements,
+            ..ExceptionData::default()
+        })
+    } else {
+        Data::Message(MessageData {
+            message: Bounded::new(event.name.as_ref()),
+            properties,
+            measurements,
+            ..MessageData::default()
+        })
+    };
+    Envelope {
+        time: Timestamp(event.timestamp),
+        sample_rate,
+        ikey: cx.ikey,
+        tags,
+        data,
+    }
+}
+
+/// The `_OTELRESOURCE_` metric that makes resource attributes queryable (MAPPING.md §5.5 R,
+/// the JS way): value 1, the resource attributes as properties except `_MS.*` and
+/// `telemetry.sdk.*`, sorted by key; `None` when no attribute remains.
+pub(crate) fn resource_envelope<'a>(
+    resource: &'a Resource,
+    cx: &Context<'a>,
+    now: SystemTime,
+) -> Option<Envelope<'a>> {
+    let mut attrs: Vec<(&'a str, &'a Value)> = resource
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .filter(|(k, _)| !k.starts_with("_MS.") && !k.starts_with("telemetry.sdk."))
+        .collect();
+    if attrs.is_empty() {
+        return None;
+    }
+    attrs.sort_unstable_by_key(|(k, _)| *k);
+    let mut properties = Properties::with_capacity(attrs.len());
+    for (k, v) in attrs {
+        insert_property(&mut properties, k, v);
+    }
+    Some(Envelope {
+        time: Timestamp(now),
+        sample_rate: None,
+        ikey: cx.ikey,
+        tags: Tags::new(cx.tags),
+        data: Data::Metric(MetricData {
+            ver: (),
+            metrics: vec![DataPoint {
+                name: Bounded::new(RESOURCE_METRIC),
+                value: 1.0,
+                ..DataPoint::default()
+            }],
+            properties,
+        }),
+    })
+}
+
+/// `a + sep + b` in one allocation.
+fn join(a: &str, sep: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + sep.len() + b.len());
+    s.push_str(a);
+    s.push_str(sep);
+    s.push_str(b);
+    s
+}
+
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    for b in bytes {
+        for nibble in [b >> 4, b & 0xf] {
+            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+        }
+    }
+}
+
+/// Lower-case hex of an id (32 digits for a trace id, 16 for a span id).
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// `_MS.links`: `[{"operation_Id":"<trace id>","id":"<span id>"},...]`, compact, at most
+/// [`MAX_LINKS`] (§3.5 R).
+fn links_json(links: &[Link]) -> String {
+    let n = links.len().min(MAX_LINKS);
+    let mut s = String::with_capacity(2 + n * 75);
+    s.push('[');
+    for (i, link) in links.iter().take(MAX_LINKS).enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(r#"{"operation_Id":""#);
+        push_hex(&mut s, &link.span_context.trace_id().to_bytes());
+        s.push_str(r#"","id":""#);
+        push_hex(&mut s, &link.span_context.span_id().to_bytes());
+        s.push_str(r#""}"#);
+    }
+    s.push(']');
+    s
+}
+
+/// `timeSinceEnqueued` in ms (§3.3, PY): the mean over **all** links of (start − the link's
+/// integer `enqueuedTime`), counting only links that have one, and at least 0.
+fn time_since_enqueued(span: &SpanData) -> f64 {
+    let start_ms = span
+        .start_time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_nanos() as f64 / 1e6);
+    let total: f64 = span
+        .links
+        .iter()
+        .filter_map(|link| {
+            link.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == LINK_ENQUEUED_TIME)
+        })
+        .filter_map(|kv| match kv.value {
+            Value::I64(t) => Some(start_ms - t as f64),
+            _ => None,
+        })
+        .sum();
+    (total / span.links.len().max(1) as f64).max(0.0)
+}
+
+/// The HTTP status code as an integer; 0 when missing or not a number (PY `int()`).
+fn status_code(k: &Known<'_>) -> i64 {
+    k.first(HTTP_STATUS_CODE).and_then(to_int).unwrap_or(0)
+}
+
+/// `"{peer}/{destination}"` of an Azure SDK messaging span, if both exist (§3.3).
+fn azure_sdk_source<'a>(k: &Known<'a>) -> Option<Cow<'a, str>> {
+    let peer = k.text(AZURE_SDK_PEER)?;
+    let destination = k.text(AZURE_SDK_DESTINATION)?;
+    Some(Cow::Owned(join(&peer, "/", &destination)))
+}
+
+/// Where the host of a composed URL comes from when neither `server.address` nor `http.host`
+/// is there: the server's own name (requests) or the peer (dependencies).
+#[derive(Clone, Copy)]
+enum HostFallback {
+    Server,
+    Peer,
+}
+
+/// The URL of an HTTP span (§3.3 request algorithm; for dependencies §3.4 R, the same with
+/// the peer as the last host fallback): `url.full`, else `http.url`, else composed from the
+/// scheme, the host and the target (`url.path` + `?` + `url.query`, or `http.target`).
+fn http_url<'a>(k: &Known<'a>, fallback: HostFallback) -> Option<Cow<'a, str>> {
+    if let Some(url) = k.text(URL_FULL) {
+        return Some(url);
+    }
+    let scheme = k.text(URL_SCHEME)?;
+    let (target, query) = match k.text(&[Key::UrlPath]) {
+        Some(path) => (path, k.text(&[Key::UrlQuery])),
+        None => (k.text(&[Key::HttpTarget])?, None),
+    };
+    let (host, port) = if let Some(address) = k.text(&[Key::ServerAddress]) {
+        (address, k.first(&[Key::ServerPort]).map(render))
+    } else if let Some(host) = k.text(&[Key::HttpHost]) {
+        (host, None)
+    } else {
+        match fallback {
+            HostFallback::Server => (k.text(NET_HOST)?, k.text(&[Key::NetHostPort])),
+            HostFallback::Peer => (k.text(NET_PEER_HOST)?, k.text(&[Key::NetPeerPort])),
+        }
+    };
+    let mut url = String::with_capacity(
+        scheme.len()
+            + 3
+            + host.len()
+            + port.as_ref().map_or(0, |p| p.len() + 1)
+            + target.len()
+            + query.as_ref().map_or(0, |q| q.len() + 1),
+    );
+    url.push_str(&scheme);
+    url.push_str("://");
+    url.push_str(&host);
+    if let Some(port) = &port {
+        url.push(':');
+        url.push_str(port);
+    }
+    url.push_str(&target);
+    if let Some(query) = &query {
+        // R: no second `?` when the query already starts with one.
+        if !query.starts_with('?') {
+            url.push('?');
+        }
+        url.push_str(query);
+    }
+    Some(Cow::Owned(url))
+}
+
+/// The parts of a URL that the mapping needs, as Python's `urlparse` splits them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct UrlParts<'u> {
+    scheme: &'u str,
+    netloc: &'u str,
+    path: &'u str,
+}
+
+fn split_url(url: &str) -> UrlParts<'_> {
+    let mut parts = UrlParts::default();
+    let mut rest = url;
+    if let Some((scheme, after)) = rest.split_once(':') {
+        let mut bytes = scheme.bytes();
+        let valid = bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if valid {
+            parts.scheme = scheme;
+            rest = after;
+        }
+    }
+    if let Some(after) = rest.strip_prefix("//") {
+        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+        let (netloc, tail) = after.split_at(end);
+        parts.netloc = netloc;
+        rest = tail;
+    }
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    parts.path = rest.split_at(end).0;
+    parts
+}
+
+fn path_or_root(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+/// `host[:port]` (or `[v6][:port]`) without any `user@`; the port only if it is a number.
+fn split_host_port(netloc: &str) -> (&str, Option<i64>) {
+    let hostport = netloc.rsplit_once('@').map_or(netloc, |(_, h)| h);
+    let (host, port) = if hostport.starts_with('[') {
+        match hostport.find(']') {
+            Some(end) => {
+                let (host, rest) = hostport.split_at(end + 1);
+                (host, rest.strip_prefix(':'))
+            }
+            None => (hostport, None),
+        }
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (hostport, None),
+        }
+    };
+    match port {
+        None => (host, None),
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if p.bytes().all(|b| b.is_ascii_digit()) => (host, Some(i64::from(n))),
+            // Not a port: keep everything as the host.
+            _ => (hostport, None),
+        },
+    }
+}
+
+fn default_http_port(scheme: &str) -> i64 {
+    if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        0
+    }
+}
+
+/// PY `_get_default_port_db`, with the stable `db.system.name` values as well.
+fn default_db_port(system: &str) -> i64 {
+    match system {
+        "postgresql" => 5432,
+        "cassandra" => 9042,
+        "mysql" | "mariadb" => 3306,
+        "mssql" | "microsoft.sql_server" => 1433,
+        "memcached" => 11211,
+        "db2" | "ibm.db2" => 50000,
+        "oracle" | "oracle.db" => 1521,
+        "h2" | "h2database" => 8082,
+        "derby" => 1527,
+        "redis" => 6379,
+        _ => 0,
+    }
+}
+
+/// The dependency `type` of a database system (§3.4).
+fn db_type<'a>(system: &Cow<'a, str>) -> Cow<'a, str> {
+    if SQL_FAMILY.contains(&system.as_ref()) {
+        Cow::Borrowed("SQL")
+    } else {
+        system.clone()
+    }
+}
+
+/// `host` or `host:port`, leaving out a port that is the default for the span's URL scheme
+/// or database system.
+fn with_port<'a>(k: &Known<'a>, host: Cow<'a, str>, port: Option<&'a Value>) -> Cow<'a, str> {
+    let Some(port) = port else {
+        return host;
+    };
+    if let Some(n) = to_int(port) {
+        let http = k.str(URL_SCHEME).map_or(0, default_http_port);
+        let db = k.str(DB_SYSTEM).map_or(0, default_db_port);
+        if (http != 0 && n == http) || (db != 0 && n == db) {
+            return host;
+        }
+    }
+    Cow::Owned(join(&host, ":", &render(port)))
+}
+
+/// PY `_get_target_for_dependency_from_peer` (§3.4): `peer.service`, else the legacy peer
+/// name or IP with its port unless default; beyond PY, then the stable `server.address` and
+/// `server.port` the same way.
+fn peer_target<'a>(k: &Known<'a>) -> Option<Cow<'a, str>> {
+    if let Some(service) = k.text(PEER_SERVICE) {
+        return Some(service);
+    }
+    let (host, port) = match k.text(NET_PEER_HOST) {
+        Some(host) => (host, k.first(&[Key::NetPeerPort])),
+        None => (k.text(&[Key::ServerAddress])?, k.first(&[Key::ServerPort])),
+    };
+    Some(with_port(k, host, port))
+}
+
+/// A slice of a borrowed or owned string, borrowed when the string is.
+fn map_slice<'a>(s: &Cow<'a, str>, f: impl for<'s> Fn(&'s str) -> &'s str) -> Cow<'a, str> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(f(b)),
+        Cow::Owned(o) => Cow::Owned(f(o).to_owned()),
+    }
+}
+
+/// The target of an HTTP dependency (PY `_get_target_and_path_for_http_dependency` with the R
+/// fixes of §3.4): `server.address[:port]`, `peer.service`, `http.host`, the URL's host, else
+/// the peer target; a port that is the scheme's default is left out, and the scheme comes
+/// from the URL when no scheme attribute is set.
+fn http_dependency_target<'a>(k: &Known<'a>, url: Option<&Cow<'a, str>>) -> Option<Cow<'a, str>> {
+    let scheme = k
+        .str(URL_SCHEME)
+        .or_else(|| url.map(|u| split_url(u).scheme))
+        .unwrap_or("");
+    let default_port = default_http_port(scheme);
+    if let Some(address) = k.text(&[Key::ServerAddress]) {
+        return Some(match k.first(&[Key::ServerPort]) {
+            Some(port) if to_int(port) != Some(default_port) => {
+                Cow::Owned(join(&address, ":", &render(port)))
+            }
+            _ => address,
+        });
+    }
+    if let Some(service) = k.text(PEER_SERVICE) {
+        return Some(service);
+    }
+    let is_default = |port: Option<i64>| default_port != 0 && port == Some(default_port);
+    if let Some(host) = k.text(&[Key::HttpHost]) {
+        return Some(if is_default(split_host_port(&host).1) {
+            map_slice(&host, |h| split_host_port(h).0)
+        } else {
+            host
+        });
+    }
+    if let Some(url) = url {
+        let target = if is_default(split_host_port(split_url(url).netloc).1) {
+            map_slice(url, |u| split_host_port(split_url(u).netloc).0)
+        } else {
+            // The whole `host:port`, without any credentials.
+            map_slice(url, |u| {
+                let netloc = split_url(u).netloc;
+                netloc.rsplit_once('@').map_or(netloc, |(_, h)| h)
+            })
+        };
+        if !target.is_empty() {
+            return Some(target);
+        }
+    }
+    peer_target(k)
+}
+
+#[cfg(test)]
+mod tests;
