@@ -64,15 +64,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     match local {
         Some(server) => print_local(&server),
-        None => println!("Sent to Azure Monitor. Open the Application Insights resource's Transaction search."),
+        None => println!(
+            "Sent to Azure Monitor. Open the Application Insights resource's Transaction search."
+        ),
     }
     Ok(())
 }
 
 /// One incoming request with its database query and outgoing HTTP call.
-fn handle_checkout(tracer: &impl Tracer<Span = impl Span + Send + Sync + 'static>, order: u32, inventory_up: bool)
-where
-{
+fn handle_checkout(
+    tracer: &impl Tracer<Span = impl Span + Send + Sync + 'static>,
+    order: u32,
+    inventory_up: bool,
+) {
     let mut server = tracer
         .span_builder("POST /api/checkout/{order}")
         .with_kind(SpanKind::Server)
@@ -95,7 +99,10 @@ where
         .with_attributes([
             KeyValue::new("db.system.name", "postgresql"),
             KeyValue::new("db.namespace", "shop"),
-            KeyValue::new("db.query.text", "SELECT id, total FROM orders WHERE id = $1"),
+            KeyValue::new(
+                "db.query.text",
+                "SELECT id, total FROM orders WHERE id = $1",
+            ),
             KeyValue::new("server.address", "orders-db"),
             KeyValue::new("server.port", 5432),
         ])
@@ -187,7 +194,10 @@ fn print_operations(items: &[Value]) {
             .copied()
             .filter(|i| {
                 let parent = s(i, &["tags", "ai.operation.parentId"]);
-                parent.is_empty() || !items.iter().any(|o| s(o, &["data", "baseData", "id"]) == parent)
+                parent.is_empty()
+                    || !items
+                        .iter()
+                        .any(|o| s(o, &["data", "baseData", "id"]) == parent)
             })
             .collect();
         for root in roots {
@@ -203,7 +213,10 @@ fn print_tree(item: &Value, all: &[&Value], indent: &str) {
     if id.is_empty() {
         return;
     }
-    for child in all.iter().filter(|c| s(c, &["tags", "ai.operation.parentId"]) == id) {
+    for child in all
+        .iter()
+        .filter(|c| s(c, &["tags", "ai.operation.parentId"]) == id)
+    {
         print_tree(child, all, &format!("{indent}  "));
     }
 }
@@ -218,7 +231,11 @@ fn describe(item: &Value) -> String {
             role,
             s(d, &["responseCode"]),
             s(d, &["duration"]),
-            if d["success"] == false { "  FAILED" } else { "" }
+            if d["success"] == false {
+                "  FAILED"
+            } else {
+                ""
+            }
         ),
         "RemoteDependencyData" => format!(
             "dependency  {} {}  -> {}  {}  {}{}",
@@ -227,7 +244,11 @@ fn describe(item: &Value) -> String {
             s(d, &["target"]),
             s(d, &["resultCode"]),
             s(d, &["duration"]),
-            if d["success"] == false { "  FAILED" } else { "" }
+            if d["success"] == false {
+                "  FAILED"
+            } else {
+                ""
+            }
         ),
         "ExceptionData" => format!(
             "exception   {}: {}",

@@ -4,9 +4,6 @@
 //! boundary. Its messages never contain the instrumentation key or a token (the track URL holds
 //! neither).
 
-// Not used by the exporters yet.
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 /// Why a delivery, a flush or a shutdown of the transmitter did not succeed.

@@ -5,11 +5,14 @@ mod config;
 mod connection_string;
 mod convert;
 mod error;
+#[cfg(feature = "trace")]
+mod trace;
 mod transmit;
-#[allow(dead_code)]
 mod wire;
 
 pub use error::BuildError;
+#[cfg(feature = "trace")]
+pub use trace::{SpanExporter, SpanExporterBuilder};
 pub use transmit::RetryPolicy;
 
 #[cfg(feature = "testing")]

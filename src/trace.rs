@@ -135,7 +135,10 @@ impl SpanExporter {
     #[cfg(feature = "testing")]
     pub fn request_bodies(&self, batch: &[SpanData]) -> Vec<Vec<u8>> {
         let items = self.encode(batch, SystemTime::now());
-        transmit::bodies(&items).into_iter().map(|b| b.gzip).collect()
+        transmit::Gzip::new()
+            .bodies(&items, 0..items.len())
+            .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
+            .unwrap_or_default()
     }
 }
 

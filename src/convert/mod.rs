@@ -8,9 +8,6 @@
 //!   every signal;
 //! - [`semconv`]: the one table of attribute keys, stable and legacy names side by side.
 
-// Not wired into the exporters yet.
-#![allow(dead_code)]
-
 pub(crate) mod attributes;
 pub(crate) mod semconv;
 #[cfg(feature = "trace")]

@@ -8,9 +8,6 @@
 //! - [`client`]: the [`Transmitter`](client::Transmitter), one worker thread with its own
 //!   runtime that posts, retries, follows redirects and answers over runtime-agnostic channels.
 
-// Not wired to the exporters yet.
-#![allow(dead_code)]
-
 pub(crate) mod client;
 pub(crate) mod encode;
 pub(crate) mod outcome;
