@@ -127,6 +127,13 @@ keys! {
     ExceptionType = sc::EXCEPTION_TYPE,
     ExceptionMessage = sc::EXCEPTION_MESSAGE,
     ExceptionStacktrace = sc::EXCEPTION_STACKTRACE,
+    ExceptionEscaped = "exception.escaped",
+    // Logs (MAPPING.md §4)
+    MicrosoftCustomEventName = "microsoft.custom_event.name",
+    EventMarker = "APPLICATION_INSIGHTS_EVENT_MARKER_ATTRIBUTE",
+    AiOperationName = "ai.operation.name",
+    // The field `tracing` users conventionally give an error (`error = %e`).
+    TracingError = "error",
     // Resource
     ServiceName = sc::SERVICE_NAME,
     ServiceNamespace = sc::SERVICE_NAMESPACE,
