@@ -4,11 +4,17 @@
 //!
 //! - [`tags`]: resource ("Part A") and process tags, computed once per resource;
 //! - [`span`]: spans and span events, and the `_OTELRESOURCE_` metric;
+//! - [`log`]: log records (feature `logs`);
+//! - [`metric`]: metric data points (feature `metrics`);
 //! - [`attributes`]: value rendering, measurements, sample rate and context tags, shared by
 //!   every signal;
 //! - [`semconv`]: the one table of attribute keys, stable and legacy names side by side.
 
 pub(crate) mod attributes;
+#[cfg(feature = "logs")]
+pub(crate) mod log;
+#[cfg(feature = "metrics")]
+pub(crate) mod metric;
 pub(crate) mod semconv;
 #[cfg(feature = "trace")]
 pub(crate) mod span;
