@@ -29,6 +29,11 @@ pub(crate) use span::{resource_envelope, span_to_envelopes};
 #[allow(unused_imports)]
 pub(crate) use tags::shared_tags;
 
+#[cfg(feature = "logs")]
+pub(crate) use log::log_to_envelope;
+#[cfg(feature = "metrics")]
+pub(crate) use metric::metrics_to_envelopes;
+
 /// What every item of one export shares: the instrumentation key and the resource and
 /// process tags. Deliberately not `Debug`: it holds the instrumentation key.
 #[derive(Clone, Copy)]
