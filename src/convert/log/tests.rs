@@ -54,7 +54,12 @@ fn base(v: &Value) -> &Value {
 #[test]
 fn classification_table() {
     let error = || -> Vec<(&'static str, AnyValue)> { vec![("error", s("connection refused"))] };
-    let table: Vec<(Vec<(&'static str, AnyValue)>, Option<Severity>, &str)> = vec![
+    type Case = (
+        Vec<(&'static str, AnyValue)>,
+        Option<Severity>,
+        &'static str,
+    );
+    let table: Vec<Case> = vec![
         (vec![("exception.type", s("E"))], None, "ExceptionData"),
         (vec![("exception.message", s("m"))], None, "ExceptionData"),
         // Present but empty still counts (PY).
@@ -200,8 +205,8 @@ fn body_rendering_table() {
             Some(AnyValue::Bytes(Box::new(vec![0xff, 0x00, b'a']))),
             "\\xff\\x00a",
         ),
-        (Some(AnyValue::Bytes(Box::new(vec![]))), "n/a"),
-        (Some(AnyValue::ListAny(Box::new(vec![]))), "[]"),
+        (Some(AnyValue::Bytes(Box::default())), "n/a"),
+        (Some(AnyValue::ListAny(Box::default())), "[]"),
         (
             Some(AnyValue::ListAny(Box::new(vec![s("a"), AnyValue::Int(1)]))),
             r#"["a",1]"#,
