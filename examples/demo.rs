@@ -25,11 +25,12 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use opentelemetry::logs::AnyValue;
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
-    FutureExt, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
+    FutureExt, Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_azure_monitor::testing::IngestionServer;
@@ -85,14 +86,14 @@ impl Service {
     }
 
     /// Emits a log record in the current context (so it carries the current span's ids).
-    fn log(&self, severity: Severity, body: String, attributes: Vec<KeyValue>) {
+    fn log(&self, severity: Severity, body: String, attributes: Vec<(&'static str, AnyValue)>) {
         let logger = self.logger.logger("shop");
         let mut record = logger.create_log_record();
         record.set_severity_number(severity);
         record.set_severity_text(severity.name());
         record.set_body(body.into());
-        for kv in attributes {
-            record.add_attribute(kv.key, kv.value);
+        for (key, value) in attributes {
+            record.add_attribute(key, value);
         }
         logger.emit(record);
     }
@@ -155,7 +156,6 @@ async fn inventory(service: Arc<Service>, req: Request<Incoming>) -> Response<Fu
         ])
         .start_with_context(&tracer, &parent);
     let cx = parent.with_span(span);
-    let _guard = cx.clone().attach();
 
     let mut stock = tracer
         .span_builder("HGET stock")
@@ -168,39 +168,56 @@ async fn inventory(service: Arc<Service>, req: Request<Incoming>) -> Response<Fu
         ])
         .start_with_context(&tracer, &cx);
     tokio::time::sleep(Duration::from_millis(2)).await;
+    // Log records take their trace context from the current context (no awaits past here).
+    let _guard = cx.clone().attach();
     let span = cx.span();
     let (status, body) = if item == 42 {
         stock.set_status(Status::error("connection refused"));
         stock.set_attribute(KeyValue::new("error.type", "ConnectionRefused"));
-        opentelemetry::trace::Span::end(&mut stock);
+        stock.end();
         service.log(
             Severity::Error,
             format!("could not reserve item {item}: stock cache unavailable"),
             vec![
-                KeyValue::new("exception.type", "inventory::StockUnavailable"),
-                KeyValue::new("exception.message", "stock cache refused the connection"),
-                KeyValue::new("item", i64::from(item)),
+                (
+                    "exception.type",
+                    AnyValue::from("inventory::StockUnavailable"),
+                ),
+                (
+                    "exception.message",
+                    AnyValue::from("stock cache refused the connection"),
+                ),
+                ("item", AnyValue::from(i64::from(item))),
             ],
         );
         span.set_status(Status::error("stock unavailable"));
         (503, "stock unavailable")
     } else {
-        opentelemetry::trace::Span::end(&mut stock);
+        stock.end();
         service.log(
             Severity::Info,
             format!("reserved item {item}"),
-            vec![KeyValue::new("item", i64::from(item))],
+            vec![("item", AnyValue::from(i64::from(item)))],
         );
         (200, "reserved")
     };
-    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
     span.end();
     service
         .meter
         .meter("inventory")
         .u64_counter("inventory.reservations")
         .build()
-        .add(1, &[KeyValue::new("outcome", if status == 200 { "reserved" } else { "failed" })]);
+        .add(
+            1,
+            &[KeyValue::new(
+                "outcome",
+                if status == 200 { "reserved" } else { "failed" },
+            )],
+        );
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
     response
@@ -255,7 +272,7 @@ async fn checkout(
         service.log(
             Severity::Info,
             format!("checkout of order {order} started"),
-            vec![KeyValue::new("order", i64::from(order))],
+            vec![("order", AnyValue::from(i64::from(order)))],
         );
         let mut db = tracer
             .span_builder("SELECT shop.orders")
@@ -263,13 +280,16 @@ async fn checkout(
             .with_attributes([
                 KeyValue::new("db.system.name", "postgresql"),
                 KeyValue::new("db.namespace", "shop"),
-                KeyValue::new("db.query.text", "SELECT id, item, total FROM orders WHERE id = $1"),
+                KeyValue::new(
+                    "db.query.text",
+                    "SELECT id, item, total FROM orders WHERE id = $1",
+                ),
                 KeyValue::new("server.address", "orders-db"),
                 KeyValue::new("server.port", 5432),
             ])
             .start_with_context(&tracer, &cx);
         std::thread::sleep(Duration::from_millis(3));
-        opentelemetry::trace::Span::end(&mut db);
+        db.end();
     }
 
     let url = format!("http://{inventory}/items/{order}");
@@ -320,10 +340,13 @@ async fn checkout(
         service.log(
             Severity::Warn,
             format!("order {order} not placed: inventory answered {code}"),
-            vec![KeyValue::new("order", i64::from(order))],
+            vec![("order", AnyValue::from(i64::from(order)))],
         );
     }
-    span.set_attribute(KeyValue::new("http.response.status_code", i64::from(status)));
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
     span.end();
 
     let meter = service.meter.meter("frontend");
@@ -331,7 +354,10 @@ async fn checkout(
         .f64_histogram("checkout.duration")
         .with_unit("ms")
         .build()
-        .record(started.elapsed().as_secs_f64() * 1000.0, &[KeyValue::new("status", i64::from(status))]);
+        .record(
+            started.elapsed().as_secs_f64() * 1000.0,
+            &[KeyValue::new("status", i64::from(status))],
+        );
     meter
         .u64_counter("checkout.orders")
         .build()
@@ -424,43 +450,52 @@ fn print_local(server: &IngestionServer) {
     print_metrics(&items);
 }
 
-/// The Application Map: roles, and calls between them (requests of a role whose parent is a
-/// dependency of another role), plus calls to components that send no telemetry.
+/// The Application Map: each role, the calls it receives from users, and its calls to other
+/// roles (a dependency whose callee reported a request) or to components without telemetry.
 fn print_application_map(items: &[Value]) {
     println!("\nApplication map");
-    let role_of_dependency: HashMap<&str, &str> = items
-        .iter()
-        .filter(|i| text(i, &["data", "baseType"]) == "RemoteDependencyData")
-        .map(|i| (text(i, &["data", "baseData", "id"]), text(i, &["tags", "ai.cloud.role"])))
+    let of_type = |t: &'static str| {
+        items
+            .iter()
+            .filter(move |i| text(i, &["data", "baseType"]) == t)
+    };
+    // Dependency id -> the role that served it.
+    let callee: HashMap<&str, &str> = of_type("RequestData")
+        .map(|r| {
+            (
+                text(r, &["tags", "ai.operation.parentId"]),
+                text(r, &["tags", "ai.cloud.role"]),
+            )
+        })
         .collect();
-    // (from, to) -> (calls, failed, total ms)
+    let dependency_ids: std::collections::HashSet<&str> = of_type("RemoteDependencyData")
+        .map(|d| text(d, &["data", "baseData", "id"]))
+        .collect();
+    // (from, to) -> (calls, failed, total ms), seen from the caller.
     let mut edges: BTreeMap<(String, String), (usize, usize, f64)> = BTreeMap::new();
-    for item in items {
-        let d = &item["data"]["baseData"];
-        let role = text(item, &["tags", "ai.cloud.role"]).to_owned();
-        let (from, to) = match text(item, &["data", "baseType"]) {
-            "RequestData" => {
-                let parent = text(item, &["tags", "ai.operation.parentId"]);
-                match role_of_dependency.get(parent) {
-                    Some(caller) => (caller.to_string(), role),
-                    None => ("(users)".to_owned(), role),
-                }
-            }
-            // Calls to a role that reports its own requests are drawn from those.
-            "RemoteDependencyData" if text(d, &["target"]) != "inventory" => {
-                let target = format!("{} {}", text(d, &["type"]), text(d, &["target"]));
-                (role, target)
-            }
-            _ => continue,
-        };
+    let mut add = |from: String, to: String, d: &Value| {
         let e = edges.entry((from, to)).or_default();
         e.0 += 1;
         e.1 += usize::from(d["success"] == false);
         e.2 += millis(text(d, &["duration"]));
+    };
+    for r in of_type("RequestData") {
+        if !dependency_ids.contains(text(r, &["tags", "ai.operation.parentId"])) {
+            let role = text(r, &["tags", "ai.cloud.role"]).to_owned();
+            add("(users)".to_owned(), role, &r["data"]["baseData"]);
+        }
+    }
+    for dep in of_type("RemoteDependencyData") {
+        let d = &dep["data"]["baseData"];
+        let to = match callee.get(text(d, &["id"])) {
+            Some(role) => role.to_string(),
+            None => format!("{} {}", text(d, &["type"]), text(d, &["target"])),
+        };
+        add(text(dep, &["tags", "ai.cloud.role"]).to_owned(), to, d);
     }
     for ((from, to), (calls, failed, ms)) in &edges {
         println!(
-            "  {from:>18} -> {to:<42} {calls} calls, {failed} failed, avg {:.1} ms",
+            "  {from:>16} -> {to:<36} {calls} calls, {failed} failed, avg {:.1} ms",
             ms / *calls as f64
         );
     }
@@ -479,20 +514,31 @@ fn print_transaction(items: &[Value]) {
     let pick = operations
         .iter()
         .filter(|(_, items)| {
-            let roles: std::collections::BTreeSet<&str> =
-                items.iter().map(|i| text(i, &["tags", "ai.cloud.role"])).collect();
+            let roles: std::collections::BTreeSet<&str> = items
+                .iter()
+                .map(|i| text(i, &["tags", "ai.cloud.role"]))
+                .collect();
             roles.len() > 1
         })
-        .max_by_key(|(_, items)| items.iter().filter(|i| i["data"]["baseData"]["success"] == false).count());
+        .max_by_key(|(_, items)| {
+            items
+                .iter()
+                .filter(|i| i["data"]["baseData"]["success"] == false)
+                .count()
+        });
     let Some((op, members)) = pick else {
         println!("\nNo transaction crossed both services.");
         return;
     };
     println!("\nEnd-to-end transaction {op}");
-    let ids: Vec<&str> = members.iter().map(|i| text(i, &["data", "baseData", "id"])).collect();
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|i| text(i, &["data", "baseData", "id"]))
+        .collect();
     for root in members.iter().filter(|i| {
         let parent = text(i, &["tags", "ai.operation.parentId"]);
-        !text(i, &["data", "baseData", "id"]).is_empty() && (parent.is_empty() || !ids.contains(&parent))
+        !text(i, &["data", "baseData", "id"]).is_empty()
+            && (parent.is_empty() || !ids.contains(&parent))
     }) {
         print_tree(root, members, 1);
     }
@@ -517,7 +563,11 @@ fn print_tree(item: &Value, all: &[&Value], depth: usize) {
 fn describe(item: &Value) -> String {
     let d = &item["data"]["baseData"];
     let role = text(item, &["tags", "ai.cloud.role"]);
-    let failed = if d["success"] == false { "  FAILED" } else { "" };
+    let failed = if d["success"] == false {
+        "  FAILED"
+    } else {
+        ""
+    };
     match text(item, &["data", "baseType"]) {
         "RequestData" => format!(
             "[{role}] request {}  {}  {:.1} ms{failed}",
@@ -549,7 +599,10 @@ fn describe(item: &Value) -> String {
 
 fn print_metrics(items: &[Value]) {
     println!("\nCustom metrics");
-    for item in items.iter().filter(|i| text(i, &["data", "baseType"]) == "MetricData") {
+    for item in items
+        .iter()
+        .filter(|i| text(i, &["data", "baseType"]) == "MetricData")
+    {
         let d = &item["data"]["baseData"];
         let point = &d["metrics"][0];
         let name = text(point, &["name"]);

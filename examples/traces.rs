@@ -17,7 +17,11 @@ use opentelemetry_sdk::Resource;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let exporter = SpanExporter::builder().build()?; // reads APPLICATIONINSIGHTS_CONNECTION_STRING
     let provider = SdkTracerProvider::builder()
-        .with_resource(Resource::builder().with_service_name("traces-example").build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name("traces-example")
+                .build(),
+        )
         .with_batch_exporter(exporter)
         .build();
 
