@@ -4,8 +4,7 @@
 //! [`Key`] names one attribute key. The groups below ([`HTTP_METHOD`], [`URL_FULL`], ...) list
 //! the keys that carry the same meaning, in priority order: the stable name first, then the
 //! legacy ones. [`Known::scan`] reads a span's attributes once into a slot per [`Key`], so a
-//! lookup afterwards is an array access; [`first_of`] does the same lookup directly on an
-//! attribute list, for code that only needs one or two keys.
+//! lookup afterwards is an array access.
 //!
 //! Constants of `opentelemetry_semantic_conventions` are used where they exist and are not
 //! deprecated; deprecated and Azure-specific keys are spelled out.
@@ -335,7 +334,8 @@ impl Key {
 }
 
 /// The first of `keys` that is present in `attrs` with a non-empty value (the last occurrence
-/// of a repeated key wins). A linear scan per key: for one-off lookups; use [`Known`] to read many.
+/// of a repeated key wins), by a linear scan per key: the reference [`Known`] is tested against.
+#[cfg(test)]
 pub(crate) fn first_of<'v>(attrs: &'v [KeyValue], keys: &[Key]) -> Option<&'v Value> {
     keys.iter().find_map(|key| {
         let key = key.as_str();
