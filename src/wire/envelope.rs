@@ -339,13 +339,13 @@ mod tests {
     fn tags_truncate_and_own_tags_replace_shared_ones() {
         let mut shared = SharedTags::default();
         shared.set(tag::CLOUD_ROLE, &"r".repeat(300));
-        shared.set(tag::DEVICE_TYPE, "Other");
+        shared.set(tag::DEVICE_MODEL, "Other");
         let mut tags = Tags::new(&shared);
-        tags.set(tag::DEVICE_TYPE, "Phone");
+        tags.set(tag::DEVICE_MODEL, "Phone");
         tags.set(tag::SESSION_ID, "");
         let json = serde_json::to_value(&tags).unwrap_or_default();
         assert_eq!(json["ai.cloud.role"].as_str().map(str::len), Some(256));
-        assert_eq!(json["ai.device.type"], "Phone");
+        assert_eq!(json["ai.device.model"], "Phone");
         assert!(json.get("ai.session.id").is_none());
         assert_eq!(json.as_object().map(|o| o.len()), Some(2));
     }
