@@ -90,11 +90,13 @@ fn web_service_logs(n: usize) -> Vec<(SdkLogRecord, InstrumentationScope)> {
     let mut op = 0u64;
     while records.len() < n {
         op += 1;
+        // Hashed ids and varied times, so that the batch compresses like real telemetry.
         let trace = TraceId::from_bytes(
-            (0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_0000u128 + u128::from(op)).to_be_bytes(),
+            ((u128::from(support::mix(op)) << 64) | u128::from(support::mix(op ^ 0xabcd)))
+                .to_be_bytes(),
         );
-        let span = SpanId::from_bytes((op << 8).to_be_bytes());
-        let time = now - Duration::from_millis(op);
+        let span = SpanId::from_bytes(support::mix(op << 8).to_be_bytes());
+        let time = now - Duration::from_micros(support::mix(op ^ 0x77) % 60_000_000);
         let new = |severity: Severity, text: &'static str, target: &'static str| {
             let mut r = logger.create_log_record();
             r.set_timestamp(time);

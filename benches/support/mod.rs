@@ -17,7 +17,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use opentelemetry_sdk::Resource;
 
 /// The resource of the service that produced the batch.
-pub fn resource() -> Resource {
+pub(crate) fn resource() -> Resource {
     Resource::builder_empty()
         .with_attributes([
             KeyValue::new("service.name", "checkout"),
@@ -70,7 +70,7 @@ fn span(
 }
 
 /// A deterministic stand-in for random ids (SplitMix64), so that ids compress like real ones.
-fn mix(x: u64) -> u64 {
+pub(crate) fn mix(x: u64) -> u64 {
     let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
@@ -78,7 +78,7 @@ fn mix(x: u64) -> u64 {
 }
 
 /// `n` spans (a multiple of four is exact), starting now.
-pub fn web_service_batch(n: usize) -> Vec<SpanData> {
+pub(crate) fn web_service_batch(n: usize) -> Vec<SpanData> {
     let now = SystemTime::now();
     let base = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let mut spans = Vec::with_capacity(n);

@@ -23,7 +23,7 @@ pub(crate) fn render(value: &Value) -> Cow<'_, str> {
         Value::String(s) => Cow::Borrowed(s.as_str()),
         Value::Bool(true) => Cow::Borrowed("True"),
         Value::Bool(false) => Cow::Borrowed("False"),
-        Value::I64(i) => Cow::Owned(i.to_string()),
+        Value::I64(i) => Cow::Owned(itoa::Buffer::new().format(*i).to_owned()),
         Value::F64(f) => Cow::Owned(f.to_string()),
         Value::Array(a) => Cow::Owned(array_json(a)),
         // `Value` is non-exhaustive: a future variant is rendered by its `Display`.
@@ -343,5 +343,21 @@ mod tests {
         assert!(is_synthetic(None, Some("Mozilla AlwaysOn")));
         assert!(!is_synthetic(None, Some("alwayson")));
         assert!(!is_synthetic(None, None));
+    }
+}
+
+/// Lower-case hex of an id (32 digits for a trace id, 16 for a span id).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
 }

@@ -29,7 +29,7 @@ use opentelemetry::{InstrumentationScope, SpanId, TraceId};
 use opentelemetry_sdk::logs::SdkLogRecord;
 
 use super::attributes::{
-    custom_measurements_json, push_json_str, set_context_tags, AttributeLookup,
+    custom_measurements_json, hex, push_json_str, set_context_tags, AttributeLookup,
 };
 use super::semconv::{Key, COUNT, REQUEST_LOCATION_IP};
 use super::Context;
@@ -93,8 +93,8 @@ pub(crate) fn log_to_envelope<'a>(
         // R (§4.3): only a valid context; PY writes zero ids.
         if tc.trace_id != TraceId::INVALID && tc.span_id != SpanId::INVALID {
             // `Display` of the ids is lower-case hex, 32 and 16 digits.
-            tags.set(tag::OPERATION_ID, tc.trace_id.to_string());
-            tags.set(tag::OPERATION_PARENT_ID, tc.span_id.to_string());
+            tags.set(tag::OPERATION_ID, hex(&tc.trace_id.to_bytes()));
+            tags.set(tag::OPERATION_PARENT_ID, hex(&tc.span_id.to_bytes()));
         }
     }
     if let Some(name) = known.text(&[Key::AiOperationName]) {
@@ -286,7 +286,7 @@ fn non_empty(s: Cow<'_, str>) -> Option<Cow<'_, str>> {
 pub(crate) fn render_any(value: &AnyValue, max_bytes: usize) -> Cow<'_, str> {
     match value {
         AnyValue::String(s) => Cow::Borrowed(s.as_str()),
-        AnyValue::Int(i) => Cow::Owned(i.to_string()),
+        AnyValue::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).to_owned()),
         AnyValue::Double(f) => Cow::Owned(f.to_string()),
         AnyValue::Boolean(true) => Cow::Borrowed("True"),
         AnyValue::Boolean(false) => Cow::Borrowed("False"),

@@ -14,7 +14,8 @@ use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
 use super::attributes::{
-    custom_measurements, insert_property, render, sample_rate, set_context_tags, to_int,
+    custom_measurements, hex, insert_property, push_hex, render, sample_rate, set_context_tags,
+    to_int,
 };
 use super::semconv::{
     Key, Known, AZURE_SDK_DESTINATION, AZURE_SDK_PEER, AZ_NAMESPACE, DB_NAME, DB_STATEMENT,
@@ -414,21 +415,6 @@ fn join(a: &str, sep: &str, b: &str) -> String {
     s.push_str(a);
     s.push_str(sep);
     s.push_str(b);
-    s
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    for b in bytes {
-        for nibble in [b >> 4, b & 0xf] {
-            out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
-        }
-    }
-}
-
-/// Lower-case hex of an id (32 digits for a trace id, 16 for a span id).
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut s, bytes);
     s
 }
 

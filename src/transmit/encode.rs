@@ -64,7 +64,7 @@ impl EncodedItems {
     pub(crate) fn push(&mut self, mut envelope: Envelope<'_>) -> bool {
         let start = self.buf.len();
         loop {
-            match serde_json::to_writer(&mut self.buf, &envelope) {
+            match envelope.write_json(&mut self.buf) {
                 Ok(()) if self.buf.len() - start <= MAX_ITEM_BYTES => {
                     self.ends.push(self.buf.len());
                     self.buf.push(SEPARATOR);

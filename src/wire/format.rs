@@ -57,19 +57,34 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 pub(crate) struct Timestamp(pub(crate) SystemTime);
 
 impl Timestamp {
-    pub(crate) fn write_to(&self, out: &mut impl Write) -> fmt::Result {
+    /// `YYYY-MM-DDThh:mm:ss.ffffffZ`, 27 bytes (years past 9999 are written as 9999).
+    pub(crate) fn to_bytes(self) -> [u8; 27] {
         let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = since.as_secs() as i64;
         let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-        let rem = secs.rem_euclid(86_400);
-        write!(
-            out,
-            "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60,
-            since.subsec_micros()
-        )
+        let rem = secs.rem_euclid(86_400) as u32;
+        let mut b = *b"0000-00-00T00:00:00.000000Z";
+        digits(&mut b[0..4], y.clamp(0, 9999) as u32);
+        digits(&mut b[5..7], mo);
+        digits(&mut b[8..10], d);
+        digits(&mut b[11..13], rem / 3600);
+        digits(&mut b[14..16], (rem % 3600) / 60);
+        digits(&mut b[17..19], rem % 60);
+        digits(&mut b[20..26], since.subsec_micros());
+        b
+    }
+
+    pub(crate) fn write_to(&self, out: &mut impl Write) -> fmt::Result {
+        let bytes = self.to_bytes();
+        out.write_str(std::str::from_utf8(&bytes).unwrap_or_default())
+    }
+}
+
+/// Writes `n` as decimal digits filling `out` (zero-padded; higher digits are cut).
+fn digits(out: &mut [u8], mut n: u32) {
+    for slot in out.iter_mut().rev() {
+        *slot = b'0' + (n % 10) as u8;
+        n /= 10;
     }
 }
 
@@ -81,9 +96,8 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = StackStr::<40>::new();
-        self.write_to(&mut s).map_err(serde::ser::Error::custom)?;
-        serializer.serialize_str(s.as_str())
+        let bytes = self.to_bytes();
+        serializer.serialize_str(std::str::from_utf8(&bytes).unwrap_or_default())
     }
 }
 
