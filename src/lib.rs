@@ -1,4 +1,4 @@
-//! OpenTelemetry exporter for Azure Monitor (Application Insights). (docs in progress)
+#![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
