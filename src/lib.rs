@@ -1,5 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// With only some of the signal features, parts of the shared layers (the semantic-convention
+// table, the wire types of the other signals) are unused by design.
+#![cfg_attr(
+    not(all(feature = "trace", feature = "logs", feature = "metrics")),
+    allow(dead_code, unused_imports, unused_macros)
+)]
 
 mod config;
 mod connection_string;
