@@ -394,12 +394,21 @@ impl Storage {
     /// # Errors
     ///
     /// When the file cannot be written, or the items alone are larger than the size limit.
-    pub(crate) fn store(&self, items: &EncodedItems, indices: &[usize]) -> io::Result<usize> {
+    pub(crate) fn store(
+        &self,
+        items: &EncodedItems,
+        indices: impl IntoIterator<Item = usize>,
+    ) -> io::Result<usize> {
         self.write(now_micros(), items, indices)
     }
 
-    fn write(&self, created: u64, items: &EncodedItems, indices: &[usize]) -> io::Result<usize> {
-        let lines: Vec<&[u8]> = indices.iter().filter_map(|&i| items.get(i)).collect();
+    fn write(
+        &self,
+        created: u64,
+        items: &EncodedItems,
+        indices: impl IntoIterator<Item = usize>,
+    ) -> io::Result<usize> {
+        let lines: Vec<&[u8]> = indices.into_iter().filter_map(|i| items.get(i)).collect();
         if lines.is_empty() {
             return Ok(0);
         }
@@ -516,7 +525,7 @@ impl Storage {
                 candidates.push(f);
             }
         }
-        candidates.sort_by(|a, b| a.name.cmp(&b.name));
+        candidates.sort_by_key(|f| f.name);
         if expired.files > 0 {
             opentelemetry::otel_warn!(
                 name: "AzureMonitor.Storage.Expired",
@@ -653,7 +662,7 @@ impl Storage {
         items: &EncodedItems,
         keep: &[usize],
     ) -> io::Result<usize> {
-        let kept = self.write(lease.name.created, items, keep)?;
+        let kept = self.write(lease.name.created, items, keep.iter().copied())?;
         remove(&lease.path);
         Ok(kept)
     }
@@ -671,4 +680,4 @@ fn write_lines(file: File, lines: &[&[u8]]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

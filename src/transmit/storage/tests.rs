@@ -46,8 +46,8 @@ fn items(first: usize, count: usize) -> EncodedItems {
     items
 }
 
-fn all(items: &EncodedItems) -> Vec<usize> {
-    (0..items.len()).collect()
+fn all(items: &EncodedItems) -> std::ops::Range<usize> {
+    0..items.len()
 }
 
 fn numbers(items: &EncodedItems) -> Vec<u64> {
@@ -85,7 +85,7 @@ fn stored_items_are_read_back_as_json_lines() {
     let dir = TestDir::new("roundtrip");
     let storage = open(&dir.0);
     let batch = items(0, 5);
-    assert_eq!(storage.store(&batch, &[0, 2, 4, 99]).unwrap(), 3);
+    assert_eq!(storage.store(&batch, [0, 2, 4, 99]).unwrap(), 3);
     let names = files(&dir.0);
     assert_eq!(names.len(), 1);
     assert!(names[0].ends_with("-3.blob"), "{names:?}");
@@ -108,7 +108,7 @@ fn stored_items_are_read_back_as_json_lines() {
         .unwrap()
         .is_none());
     // Nothing to store: no file.
-    assert_eq!(storage.store(&batch, &[]).unwrap(), 0);
+    assert_eq!(storage.store(&batch, []).unwrap(), 0);
     assert!(files(&dir.0).is_empty());
 }
 
@@ -119,7 +119,7 @@ fn files_are_sent_oldest_first_and_leased_once() {
     let now = now_micros();
     // Written out of order: 2, 0, 1.
     for (age, first) in [(1_000, 20), (3_000, 0), (2_000, 10)] {
-        storage.write(now - age, &items(first, 2), &[0, 1]).unwrap();
+        storage.write(now - age, &items(first, 2), [0, 1]).unwrap();
     }
     let first = storage
         .lease_oldest(Duration::from_secs(60))
@@ -143,7 +143,7 @@ fn files_are_sent_oldest_first_and_leased_once() {
 fn a_lease_that_ran_out_is_taken_again_and_a_retry_after_lease_waits() {
     let dir = TestDir::new("lease");
     let storage = open(&dir.0);
-    storage.store(&items(0, 1), &[0]).unwrap();
+    storage.store(&items(0, 1), [0]).unwrap();
     // A holder that died: its lease has run out.
     let dead = storage.lease_oldest(Duration::ZERO).unwrap().unwrap();
     let again = storage
@@ -170,9 +170,9 @@ fn replacing_keeps_the_place_in_line() {
     let storage = open(&dir.0);
     let now = now_micros();
     storage
-        .write(now - 2_000, &items(0, 4), &[0, 1, 2, 3])
+        .write(now - 2_000, &items(0, 4), [0, 1, 2, 3])
         .unwrap();
-    storage.write(now - 1_000, &items(10, 1), &[0]).unwrap();
+    storage.write(now - 1_000, &items(10, 1), [0]).unwrap();
     let lease = storage
         .lease_oldest(Duration::from_secs(60))
         .unwrap()
@@ -194,9 +194,9 @@ fn expired_files_and_stale_temporary_files_are_dropped() {
     let now = now_micros();
     let hour = 3_600_000_000;
     storage
-        .write(now - 2 * hour, &items(0, 3), &[0, 1, 2])
+        .write(now - 2 * hour, &items(0, 3), [0, 1, 2])
         .unwrap();
-    storage.write(now - hour / 2, &items(10, 1), &[0]).unwrap();
+    storage.write(now - hour / 2, &items(10, 1), [0]).unwrap();
     // A writer that died an hour ago, and one writing now.
     let stale = Name {
         created: now - hour,
@@ -235,9 +235,7 @@ fn the_oldest_files_make_room_when_the_size_limit_is_reached() {
     let now = now_micros();
     for k in 0..5u64 {
         let batch = items(10 + 10 * k as usize, 10);
-        storage
-            .write(now - 5_000 + k, &batch, &all(&batch))
-            .unwrap();
+        storage.write(now - 5_000 + k, &batch, all(&batch)).unwrap();
     }
     let kept = drain(&storage);
     assert_eq!(kept.len(), 3);
@@ -245,9 +243,9 @@ fn the_oldest_files_make_room_when_the_size_limit_is_reached() {
     assert_eq!(kept[2].last(), Some(&59));
 
     // More than the whole limit at once: refused, nothing dropped for it.
-    storage.store(&items(100, 1), &[0]).unwrap();
+    storage.store(&items(100, 1), [0]).unwrap();
     let big = items(1000, 40);
-    let err = storage.store(&big, &all(&big)).unwrap_err();
+    let err = storage.store(&big, all(&big)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StorageFull);
     assert_eq!(drain(&storage), [vec![100]]);
 }
@@ -355,7 +353,7 @@ fn two_exporters_can_share_a_directory() {
             std::thread::spawn(move || {
                 for k in 0..50 {
                     let batch = items(base + 10 * k, 10);
-                    storage.store(&batch, &all(&batch)).unwrap();
+                    storage.store(&batch, all(&batch)).unwrap();
                 }
             })
         })
@@ -390,7 +388,7 @@ fn the_directory_and_files_are_owner_only() {
     let storage = open(&nested);
     assert_eq!(fs::metadata(&nested).unwrap().mode() & 0o777, 0o700);
     assert_eq!(fs::metadata(dir.0.join("a")).unwrap().mode() & 0o777, 0o700);
-    storage.store(&items(0, 1), &[0]).unwrap();
+    storage.store(&items(0, 1), [0]).unwrap();
     let name = files(&nested).pop().unwrap();
     assert_eq!(
         fs::metadata(nested.join(name)).unwrap().mode() & 0o777,
