@@ -249,3 +249,79 @@ macro_rules! builder_options {
 }
 
 pub(crate) use builder_options;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::transmit::storage::tests::TestDir;
+
+    const KEY: &str = "0f0e0d0c-0b0a-4909-8807-060504030201";
+
+    fn options(storage: &std::path::Path) -> Options {
+        Options {
+            connection_string: Some(format!(
+                "InstrumentationKey={KEY};IngestionEndpoint=http://127.0.0.1:9"
+            )),
+            storage_directory: Some(storage.join(format!("store-{KEY}"))),
+            ..Options::default()
+        }
+    }
+
+    fn storage_of(options: Options) -> Option<String> {
+        let resolved = options.resolve_with(&|_| None).unwrap();
+        let text = format!("{:?}", resolved.transmitter);
+        assert!(!text.contains(KEY), "{text}");
+        resolved
+            .transmitter
+            .shutdown(Duration::from_secs(5))
+            .unwrap();
+        text.contains("storage: Some").then_some(text)
+    }
+
+    #[test]
+    fn offline_storage_is_on_by_default_and_can_be_turned_off() {
+        let dir = TestDir::new("config");
+        let on = storage_of(options(&dir.0)).unwrap();
+        assert!(on.contains("store-<instrumentation key>"), "{on}");
+        assert!(dir.0.join(format!("store-{KEY}")).is_dir());
+        for off in [
+            Options {
+                offline_storage: Some(false),
+                ..options(&dir.0)
+            },
+            Options {
+                storage_max_size: Some(0),
+                ..options(&dir.0)
+            },
+            Options {
+                storage_retention: Some(Duration::ZERO),
+                ..options(&dir.0)
+            },
+        ] {
+            assert_eq!(storage_of(off), None);
+        }
+    }
+
+    #[test]
+    fn an_unusable_directory_is_not_an_error() {
+        let dir = TestDir::new("config-unusable");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let file = dir.0.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let unusable = Options {
+            storage_directory: Some(file.join("storage")),
+            ..options(&dir.0)
+        };
+        assert_eq!(storage_of(unusable), None);
+    }
+
+    #[test]
+    fn debug_hides_the_connection_string() {
+        let dir = TestDir::new("config-debug");
+        let text = format!("{:?}", options(&dir.0));
+        assert!(!text.contains(KEY), "{text}");
+        assert!(text.contains("connection_string: \"<set>\""), "{text}");
+    }
+}

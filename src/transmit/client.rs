@@ -66,6 +66,9 @@ const IDLE_RESCAN: Duration = Duration::from_secs(60);
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// The shortest wait between two probes of a failing endpoint, whatever the retry policy says.
 const MIN_PROBE_DELAY: Duration = Duration::from_millis(10);
+/// The longest pause a `Retry-After` can impose (as the JS exporter): a garbage value must not
+/// silence the exporter for the rest of the process.
+const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
 /// A redirect may move between two hosts that both end with one of these suffixes
 /// (`_ALLOWED_REDIRECT_DOMAIN_SUFFIXES` of the Python exporter, MAPPING.md §8.4).
 const ALLOWED_REDIRECT_SUFFIXES: [&str; 8] = [
@@ -224,9 +227,9 @@ impl Gate {
         }
     }
 
-    /// Holds back every request for `delay` from now (a `Retry-After`).
+    /// Holds back every request for `delay` from now (a `Retry-After`), at most [`MAX_PAUSE`].
     fn pause(&self, delay: Duration) {
-        let until = instant_after(Instant::now(), delay);
+        let until = instant_after(Instant::now(), delay.min(MAX_PAUSE));
         let mut paused = lock(&self.paused_until);
         if paused.is_none_or(|p| p < until) {
             *paused = Some(until);
@@ -693,13 +696,12 @@ async fn job_task(
         seq: job.seq,
         finished,
     };
-    let result = if shared.gate.is_failing() {
-        // Queued before the endpoint was found failing: store it now, the replay task probes.
-        shared.undeliverable(
-            &job.items,
-            (0..job.items.len()).collect(),
-            "the ingestion endpoint is failing".to_owned(),
-        )
+    // Queued before the endpoint was found failing: store it now, the replay task probes. If
+    // the write fails, try to deliver after all.
+    let stored =
+        shared.gate.is_failing() && shared.gate.keep(&job.items, 0..job.items.len()).is_ok();
+    let result = if stored {
+        Ok(())
     } else {
         shared.deliver_job(&job.items, job.deadline, abort).await
     };
@@ -894,7 +896,7 @@ async fn replay(
         if pending.len() == items.len() {
             let until = gate
                 .paused_for(Instant::now())
-                .map(|rest| SystemTime::now() + rest);
+                .and_then(|rest| SystemTime::now().checked_add(rest));
             storage.release(lease, until);
         } else if let Err(e) = storage.replace(lease, &items, &pending) {
             // The lease runs out and the whole file is sent again: its delivered items twice.

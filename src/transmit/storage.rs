@@ -224,6 +224,8 @@ struct Found {
     name: Name,
     state: State,
     size: u64,
+    /// When the file was last written (µs since 1970), if the file system says.
+    modified: Option<u64>,
 }
 
 /// What was dropped, for one warning.
@@ -478,6 +480,7 @@ impl Storage {
                 name,
                 state,
                 size: meta.len(),
+                modified: meta.modified().ok().map(micros_since_epoch),
             });
         }
         Ok(found)
@@ -508,7 +511,9 @@ impl Storage {
                 State::Stored => true,
                 State::Leased { until } => until <= now,
                 State::Writing => {
-                    if f.name.created < stale {
+                    // A file being rewritten keeps its old creation time in its name: judge
+                    // by when it was written.
+                    if f.modified.unwrap_or(f.name.created) < stale {
                         remove(&f.path);
                     }
                     continue;

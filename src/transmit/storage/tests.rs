@@ -197,20 +197,28 @@ fn expired_files_and_stale_temporary_files_are_dropped() {
         .write(now - 2 * hour, &items(0, 3), [0, 1, 2])
         .unwrap();
     storage.write(now - hour / 2, &items(10, 1), [0]).unwrap();
-    // A writer that died an hour ago, and one writing now.
+    // A writer that died an hour ago, and one rewriting an old file now.
     let stale = Name {
         created: now - hour,
         tag: 1,
         items: 1,
     };
     let fresh = Name {
-        created: now,
+        created: now - 2 * hour,
         tag: 2,
         items: 1,
     };
     for name in [stale, fresh] {
         fs::write(dir.0.join(format!("{}{TMP}", name.file_name())), "{}\n").unwrap();
     }
+    let stale_file = File::options()
+        .write(true)
+        .open(dir.0.join(format!("{}{TMP}", stale.file_name())))
+        .unwrap();
+    stale_file
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    drop(stale_file);
     // Not ours: left alone.
     fs::write(dir.0.join("notes.txt"), "hello").unwrap();
     assert_eq!(drain(&storage), [vec![10]]);
