@@ -1,31 +1,372 @@
-//! A small web shop, traced into Azure Monitor.
+//! A small web shop of two services, traced, logged and measured into Azure Monitor.
 //!
 //! ```sh
 //! cargo run --example demo
 //! ```
 //!
-//! The shop handles a few checkout requests: each reads the order from PostgreSQL, asks the
-//! inventory service over HTTP, and one of them fails with an exception when inventory is down.
+//! `frontend` takes checkout requests; for each it reads the order from its database and asks
+//! `inventory` over real HTTP on a loopback port, passing the W3C trace context along.
+//! `inventory` reserves the item, logs what it did, and fails when its stock service is down
+//! (order 42). Each service has its own `service.name`, so each is its own role in the
+//! Application Map; both emit spans, log records (correlated with the spans) and metrics.
 //!
-//! With `APPLICATIONINSIGHTS_CONNECTION_STRING` set, the telemetry goes to that Application
-//! Insights resource. Without it, the demo starts the crate's local ingestion server, which checks
-//! every item against the Track-API contract, and prints what Azure Monitor would show: each
-//! operation as a tree of its request, dependencies and exceptions.
+//! With `APPLICATIONINSIGHTS_CONNECTION_STRING` set, everything goes to that Application
+//! Insights resource. Without it, the demo starts the crate's local ingestion server, which
+//! checks every item against the Track-API contract, and prints what Azure Monitor would show:
+//! the application map and one end-to-end transaction across both services with its log lines.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use opentelemetry::logs::AnyValue;
+use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
-    FutureExt, Span, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+    FutureExt, Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_azure_monitor::testing::IngestionServer;
-use opentelemetry_azure_monitor::SpanExporter;
+use opentelemetry_azure_monitor::{LogExporter, MetricExporter, SpanExporter};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use serde_json::Value;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The three providers of one service.
+struct Service {
+    tracer: SdkTracerProvider,
+    logger: SdkLoggerProvider,
+    meter: SdkMeterProvider,
+}
+
+impl Service {
+    fn new(name: &'static str, connection_string: Option<&str>) -> Result<Self, BoxError> {
+        let resource = Resource::builder()
+            .with_service_name(name)
+            .with_attributes([
+                KeyValue::new("service.namespace", "shop"),
+                KeyValue::new("service.version", "1.4.2"),
+                KeyValue::new("service.instance.id", format!("{name}-1")),
+            ])
+            .build();
+        let mut spans = SpanExporter::builder();
+        let mut logs = LogExporter::builder();
+        let mut metrics = MetricExporter::builder();
+        if let Some(cs) = connection_string {
+            spans = spans.with_connection_string(cs);
+            logs = logs.with_connection_string(cs);
+            metrics = metrics.with_connection_string(cs);
+        }
+        Ok(Service {
+            tracer: SdkTracerProvider::builder()
+                .with_resource(resource.clone())
+                .with_batch_exporter(spans.build()?)
+                .build(),
+            logger: SdkLoggerProvider::builder()
+                .with_resource(resource.clone())
+                .with_batch_exporter(logs.build()?)
+                .build(),
+            meter: SdkMeterProvider::builder()
+                .with_resource(resource)
+                .with_reader(PeriodicReader::builder(metrics.build()?).build())
+                .build(),
+        })
+    }
+
+    /// Emits a log record in the current context (so it carries the current span's ids).
+    fn log(&self, severity: Severity, body: String, attributes: Vec<(&'static str, AnyValue)>) {
+        let logger = self.logger.logger("shop");
+        let mut record = logger.create_log_record();
+        record.set_severity_number(severity);
+        record.set_severity_text(severity.name());
+        record.set_body(body.into());
+        for (key, value) in attributes {
+            record.add_attribute(key, value);
+        }
+        logger.emit(record);
+    }
+
+    fn shutdown(&self) -> Result<(), BoxError> {
+        self.tracer.force_flush()?;
+        self.logger.force_flush()?;
+        self.meter.force_flush()?;
+        self.tracer.shutdown()?;
+        self.logger.shutdown()?;
+        self.meter.shutdown()?;
+        Ok(())
+    }
+}
+
+struct HeaderInjector<'a>(&'a mut reqwest::header::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            reqwest::header::HeaderName::from_bytes(key.as_bytes()),
+            reqwest::header::HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+struct HeaderExtractor<'a>(&'a hyper::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The inventory service: `GET /items/{id}` over HTTP/1.1 on a loopback port.
+async fn inventory(service: Arc<Service>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let parent = TraceContextPropagator::new().extract(&HeaderExtractor(req.headers()));
+    let item: u32 = req
+        .uri()
+        .path()
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let tracer = service.tracer.tracer("inventory");
+    let span = tracer
+        .span_builder("GET /items/{id}")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("http.route", "/items/{id}"),
+            KeyValue::new("url.scheme", "http"),
+            KeyValue::new("url.path", req.uri().path().to_owned()),
+            KeyValue::new("server.address", "127.0.0.1"),
+        ])
+        .start_with_context(&tracer, &parent);
+    let cx = parent.with_span(span);
+
+    let mut stock = tracer
+        .span_builder("HGET stock")
+        .with_kind(SpanKind::Client)
+        .with_attributes([
+            KeyValue::new("db.system.name", "redis"),
+            KeyValue::new("db.query.text", format!("HGET stock item:{item}")),
+            KeyValue::new("server.address", "stock-cache"),
+            KeyValue::new("server.port", 6379),
+        ])
+        .start_with_context(&tracer, &cx);
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    // Log records take their trace context from the current context (no awaits past here).
+    let _guard = cx.clone().attach();
+    let span = cx.span();
+    let (status, body) = if item == 42 {
+        stock.set_status(Status::error("connection refused"));
+        stock.set_attribute(KeyValue::new("error.type", "ConnectionRefused"));
+        stock.end();
+        service.log(
+            Severity::Error,
+            format!("could not reserve item {item}: stock cache unavailable"),
+            vec![
+                (
+                    "exception.type",
+                    AnyValue::from("inventory::StockUnavailable"),
+                ),
+                (
+                    "exception.message",
+                    AnyValue::from("stock cache refused the connection"),
+                ),
+                ("item", AnyValue::from(i64::from(item))),
+            ],
+        );
+        span.set_status(Status::error("stock unavailable"));
+        (503, "stock unavailable")
+    } else {
+        stock.end();
+        service.log(
+            Severity::Info,
+            format!("reserved item {item}"),
+            vec![("item", AnyValue::from(i64::from(item)))],
+        );
+        (200, "reserved")
+    };
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
+    span.end();
+    service
+        .meter
+        .meter("inventory")
+        .u64_counter("inventory.reservations")
+        .build()
+        .add(
+            1,
+            &[KeyValue::new(
+                "outcome",
+                if status == 200 { "reserved" } else { "failed" },
+            )],
+        );
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+    response
+}
+
+async fn serve_inventory(service: Arc<Service>) -> Result<SocketAddr, BoxError> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let handler = hyper::service::service_fn(move |req| {
+                    let service = service.clone();
+                    async move { Ok::<_, Infallible>(inventory(service, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), handler)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// The frontend: one checkout request, with a database query and a call to inventory.
+async fn checkout(
+    service: &Service,
+    client: &reqwest::Client,
+    inventory: SocketAddr,
+    order: u32,
+) -> Result<(), BoxError> {
+    let tracer = service.tracer.tracer("frontend");
+    let span = tracer
+        .span_builder("POST /checkout/{order}")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", "POST"),
+            KeyValue::new("http.route", "/checkout/{order}"),
+            KeyValue::new("url.scheme", "https"),
+            KeyValue::new("url.path", format!("/checkout/{order}")),
+            KeyValue::new("server.address", "shop.example.com"),
+            KeyValue::new("client.address", "203.0.113.7"),
+            KeyValue::new("user_agent.original", "Mozilla/5.0 (demo)"),
+        ])
+        .start(&tracer);
+    let cx = Context::current_with_span(span);
+    let started = std::time::Instant::now();
+
+    {
+        let _guard = cx.clone().attach();
+        service.log(
+            Severity::Info,
+            format!("checkout of order {order} started"),
+            vec![("order", AnyValue::from(i64::from(order)))],
+        );
+        let mut db = tracer
+            .span_builder("SELECT shop.orders")
+            .with_kind(SpanKind::Client)
+            .with_attributes([
+                KeyValue::new("db.system.name", "postgresql"),
+                KeyValue::new("db.namespace", "shop"),
+                KeyValue::new(
+                    "db.query.text",
+                    "SELECT id, item, total FROM orders WHERE id = $1",
+                ),
+                KeyValue::new("server.address", "orders-db"),
+                KeyValue::new("server.port", 5432),
+            ])
+            .start_with_context(&tracer, &cx);
+        std::thread::sleep(Duration::from_millis(3));
+        db.end();
+    }
+
+    let url = format!("http://{inventory}/items/{order}");
+    let call = tracer
+        .span_builder("GET")
+        .with_kind(SpanKind::Client)
+        .with_attributes([
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("url.full", url.clone()),
+            KeyValue::new("server.address", "inventory"),
+            KeyValue::new("server.port", i64::from(inventory.port())),
+            KeyValue::new("peer.service", "shop.inventory"),
+        ])
+        .start_with_context(&tracer, &cx);
+    let call_cx = cx.with_span(call);
+    let mut headers = reqwest::header::HeaderMap::new();
+    TraceContextPropagator::new().inject_context(&call_cx, &mut HeaderInjector(&mut headers));
+    let response = client
+        .get(&url)
+        .headers(headers)
+        .send()
+        .with_context(call_cx.clone())
+        .await?;
+    let code = response.status().as_u16();
+    let call = call_cx.span();
+    call.set_attribute(KeyValue::new("http.response.status_code", i64::from(code)));
+    if code >= 500 {
+        call.set_status(Status::error(format!("inventory answered {code}")));
+    }
+    call.end();
+
+    let span = cx.span();
+    let status = if code == 200 { 200 } else { 502 };
+    if status != 200 {
+        let _guard = cx.clone().attach();
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new("exception.type", "frontend::CheckoutFailed"),
+                KeyValue::new("exception.message", format!("inventory answered {code}")),
+                KeyValue::new(
+                    "exception.stacktrace",
+                    "0: frontend::checkout::reserve\n   at src/checkout.rs:42:17\n1: frontend::http::handle\n   at src/http.rs:88:9",
+                ),
+            ],
+        );
+        span.set_status(Status::error("checkout failed"));
+        service.log(
+            Severity::Warn,
+            format!("order {order} not placed: inventory answered {code}"),
+            vec![("order", AnyValue::from(i64::from(order)))],
+        );
+    }
+    span.set_attribute(KeyValue::new(
+        "http.response.status_code",
+        i64::from(status),
+    ));
+    span.end();
+
+    let meter = service.meter.meter("frontend");
+    meter
+        .f64_histogram("checkout.duration")
+        .with_unit("ms")
+        .build()
+        .record(
+            started.elapsed().as_secs_f64() * 1000.0,
+            &[KeyValue::new("status", i64::from(status))],
+        );
+    meter
+        .u64_counter("checkout.orders")
+        .build()
+        .add(1, &[KeyValue::new("placed", status == 200)]);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
     let from_env = std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -33,121 +374,49 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(_) => None,
         None => Some(IngestionServer::start()?),
     };
-    let mut builder = SpanExporter::builder();
-    if let Some(server) = &local {
-        builder = builder.with_connection_string(server.connection_string());
-    }
-    let exporter = builder.build()?;
+    let connection_string = local.as_ref().map(IngestionServer::connection_string);
 
-    let provider = SdkTracerProvider::builder()
-        .with_resource(
-            Resource::builder()
-                .with_service_name("checkout")
-                .with_attributes([
-                    KeyValue::new("service.namespace", "shop"),
-                    KeyValue::new("service.version", "1.4.2"),
-                    KeyValue::new("service.instance.id", "checkout-1"),
-                ])
-                .build(),
-        )
-        .with_batch_exporter(exporter)
-        .build();
-    let tracer = provider.tracer("shop");
+    let frontend = Service::new("frontend", connection_string.as_deref())?;
+    let inventory = Arc::new(Service::new("inventory", connection_string.as_deref())?);
+    let inventory_addr = serve_inventory(inventory.clone()).await?;
+    let client = reqwest::Client::new();
 
-    for order in [17, 42, 99] {
-        let inventory_up = order != 42;
-        handle_checkout(&tracer, order, inventory_up);
+    for order in [17, 42, 99, 7] {
+        checkout(&frontend, &client, inventory_addr, order).await?;
     }
 
-    provider.force_flush()?;
-    provider.shutdown()?;
+    // Deliver everything before printing or exiting (blocking calls: off the async threads).
+    let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        frontend.shutdown().map_err(|e| e.to_string())?;
+        inventory.shutdown().map_err(|e| e.to_string())
+    });
+    done.await??;
 
     match local {
         Some(server) => print_local(&server),
         None => println!(
-            "Sent to Azure Monitor. Open the Application Insights resource's Transaction search."
+            "Sent to Azure Monitor. Open the Application Insights resource: Application map, \
+             Transaction search, Failures, Logs."
         ),
     }
     Ok(())
 }
 
-/// One incoming request with its database query and outgoing HTTP call.
-fn handle_checkout(
-    tracer: &impl Tracer<Span = impl Span + Send + Sync + 'static>,
-    order: u32,
-    inventory_up: bool,
-) {
-    let mut server = tracer
-        .span_builder("POST /api/checkout/{order}")
-        .with_kind(SpanKind::Server)
-        .with_attributes([
-            KeyValue::new("http.request.method", "POST"),
-            KeyValue::new("http.route", "/api/checkout/{order}"),
-            KeyValue::new("url.scheme", "https"),
-            KeyValue::new("url.path", format!("/api/checkout/{order}")),
-            KeyValue::new("server.address", "shop.example.com"),
-            KeyValue::new("client.address", "203.0.113.7"),
-            KeyValue::new("user_agent.original", "Mozilla/5.0 (demo)"),
-            KeyValue::new("enduser.pseudo.id", format!("customer-{order}")),
-        ])
-        .start(tracer);
-    let cx = Context::current().with_remote_span_context(server.span_context().clone());
+fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    path.iter()
+        .fold(v, |cur, p| &cur[*p])
+        .as_str()
+        .unwrap_or("")
+}
 
-    let mut db = tracer
-        .span_builder("SELECT shop.orders")
-        .with_kind(SpanKind::Client)
-        .with_attributes([
-            KeyValue::new("db.system.name", "postgresql"),
-            KeyValue::new("db.namespace", "shop"),
-            KeyValue::new(
-                "db.query.text",
-                "SELECT id, total FROM orders WHERE id = $1",
-            ),
-            KeyValue::new("server.address", "orders-db"),
-            KeyValue::new("server.port", 5432),
-        ])
-        .start_with_context(tracer, &cx);
-    std::thread::sleep(Duration::from_millis(3));
-    db.end();
-
-    let mut http = tracer
-        .span_builder("GET")
-        .with_kind(SpanKind::Client)
-        .with_attributes([
-            KeyValue::new("http.request.method", "GET"),
-            KeyValue::new("url.full", format!("http://inventory:8080/items/{order}")),
-            KeyValue::new("server.address", "inventory"),
-            KeyValue::new("server.port", 8080),
-        ])
-        .start_with_context(tracer, &cx);
-    std::thread::sleep(Duration::from_millis(5));
-    let code = if inventory_up { 200 } else { 503 };
-    http.set_attribute(KeyValue::new("http.response.status_code", code));
-    if !inventory_up {
-        http.set_status(Status::error("inventory unavailable"));
+fn millis(duration: &str) -> f64 {
+    // d.hh:mm:ss.ffffff
+    let (days, rest) = duration.split_once('.').unwrap_or(("0", duration));
+    let parts: Vec<f64> = rest.split(':').filter_map(|p| p.parse().ok()).collect();
+    match (days.parse::<f64>(), parts.as_slice()) {
+        (Ok(d), [h, m, s]) => ((d * 24.0 + h) * 60.0 + m) * 60_000.0 + s * 1000.0,
+        _ => 0.0,
     }
-    http.end();
-
-    if inventory_up {
-        server.set_attribute(KeyValue::new("http.response.status_code", 200));
-    } else {
-        server.add_event(
-            "exception",
-            vec![
-                KeyValue::new("exception.type", "shop::InventoryError"),
-                KeyValue::new("exception.message", "inventory service answered 503"),
-                KeyValue::new(
-                    "exception.stacktrace",
-                    "0: shop::checkout::reserve\n   at src/checkout.rs:42:17\n1: shop::http::handle\n   at src/http.rs:88:9",
-                ),
-            ],
-        );
-        server.set_attribute(KeyValue::new("http.response.status_code", 500));
-        server.set_status(Status::error("inventory unavailable"));
-    }
-    let _ = SystemTime::now();
-    server.end();
-    let _ = FutureExt::with_context(async {}, cx);
 }
 
 /// Prints what the local ingestion server accepted, as Azure Monitor would show it.
@@ -155,107 +424,197 @@ fn print_local(server: &IngestionServer) {
     let items = server.envelopes();
     let rejected = server.rejected();
     println!(
-        "No APPLICATIONINSIGHTS_CONNECTION_STRING set: sent to the local ingestion server at {}.",
+        "No APPLICATIONINSIGHTS_CONNECTION_STRING set: everything went to the local ingestion server at {}.",
         server.endpoint()
     );
+    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
+    for item in &items {
+        *kinds.entry(text(item, &["data", "baseType"])).or_default() += 1;
+    }
     println!(
-        "It accepted {} items in {} requests and rejected {}.\n",
+        "It accepted {} items in {} requests ({}) and rejected {}.",
         items.len(),
         server.requests().len(),
+        kinds
+            .iter()
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         rejected.len()
     );
-    print_operations(&items);
     for r in &rejected {
-        println!("REJECTED: {r:?}");
+        println!("  REJECTED: {r:?}");
     }
+    print_application_map(&items);
+    print_transaction(&items);
+    print_metrics(&items);
 }
 
-fn s<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut cur = v;
-    for p in path {
-        cur = &cur[*p];
-    }
-    cur.as_str().unwrap_or("")
-}
-
-/// Groups items by operation id and prints each operation as a tree.
-fn print_operations(items: &[Value]) {
-    let mut operations: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for item in items {
-        let op = s(item, &["tags", "ai.operation.id"]);
-        if !op.is_empty() {
-            operations.entry(op.to_owned()).or_default().push(item);
-        }
-    }
-    for (op, items) in &operations {
-        println!("operation {op}");
-        let roots: Vec<&Value> = items
+/// The Application Map: each role, the calls it receives from users, and its calls to other
+/// roles (a dependency whose callee reported a request) or to components without telemetry.
+fn print_application_map(items: &[Value]) {
+    println!("\nApplication map");
+    let of_type = |t: &'static str| {
+        items
             .iter()
-            .copied()
-            .filter(|i| {
-                let parent = s(i, &["tags", "ai.operation.parentId"]);
-                parent.is_empty()
-                    || !items
-                        .iter()
-                        .any(|o| s(o, &["data", "baseData", "id"]) == parent)
-            })
-            .collect();
-        for root in roots {
-            print_tree(root, items, "  ");
+            .filter(move |i| text(i, &["data", "baseType"]) == t)
+    };
+    // Dependency id -> the role that served it.
+    let callee: HashMap<&str, &str> = of_type("RequestData")
+        .map(|r| {
+            (
+                text(r, &["tags", "ai.operation.parentId"]),
+                text(r, &["tags", "ai.cloud.role"]),
+            )
+        })
+        .collect();
+    let dependency_ids: std::collections::HashSet<&str> = of_type("RemoteDependencyData")
+        .map(|d| text(d, &["data", "baseData", "id"]))
+        .collect();
+    // (from, to) -> (calls, failed, total ms), seen from the caller.
+    let mut edges: BTreeMap<(String, String), (usize, usize, f64)> = BTreeMap::new();
+    let mut add = |from: String, to: String, d: &Value| {
+        let e = edges.entry((from, to)).or_default();
+        e.0 += 1;
+        e.1 += usize::from(d["success"] == false);
+        e.2 += millis(text(d, &["duration"]));
+    };
+    for r in of_type("RequestData") {
+        if !dependency_ids.contains(text(r, &["tags", "ai.operation.parentId"])) {
+            let role = text(r, &["tags", "ai.cloud.role"]).to_owned();
+            add("(users)".to_owned(), role, &r["data"]["baseData"]);
         }
-        println!();
+    }
+    for dep in of_type("RemoteDependencyData") {
+        let d = &dep["data"]["baseData"];
+        let to = match callee.get(text(d, &["id"])) {
+            Some(role) => role.to_string(),
+            None => format!("{} {}", text(d, &["type"]), text(d, &["target"])),
+        };
+        add(text(dep, &["tags", "ai.cloud.role"]).to_owned(), to, d);
+    }
+    for ((from, to), (calls, failed, ms)) in &edges {
+        println!(
+            "  {from:>16} -> {to:<36} {calls} calls, {failed} failed, avg {:.1} ms",
+            ms / *calls as f64
+        );
     }
 }
 
-fn print_tree(item: &Value, all: &[&Value], indent: &str) {
-    println!("{indent}{}", describe(item));
-    let id = s(item, &["data", "baseData", "id"]);
+/// One end-to-end transaction that crosses both roles, with its log lines in place.
+fn print_transaction(items: &[Value]) {
+    let mut operations: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for item in items {
+        let op = text(item, &["tags", "ai.operation.id"]);
+        if !op.is_empty() {
+            operations.entry(op).or_default().push(item);
+        }
+    }
+    // Prefer a failed one: it shows the most.
+    let pick = operations
+        .iter()
+        .filter(|(_, items)| {
+            let roles: std::collections::BTreeSet<&str> = items
+                .iter()
+                .map(|i| text(i, &["tags", "ai.cloud.role"]))
+                .collect();
+            roles.len() > 1
+        })
+        .max_by_key(|(_, items)| {
+            items
+                .iter()
+                .filter(|i| i["data"]["baseData"]["success"] == false)
+                .count()
+        });
+    let Some((op, members)) = pick else {
+        println!("\nNo transaction crossed both services.");
+        return;
+    };
+    println!("\nEnd-to-end transaction {op}");
+    let ids: Vec<&str> = members
+        .iter()
+        .map(|i| text(i, &["data", "baseData", "id"]))
+        .collect();
+    for root in members.iter().filter(|i| {
+        let parent = text(i, &["tags", "ai.operation.parentId"]);
+        !text(i, &["data", "baseData", "id"]).is_empty()
+            && (parent.is_empty() || !ids.contains(&parent))
+    }) {
+        print_tree(root, members, 1);
+    }
+}
+
+fn print_tree(item: &Value, all: &[&Value], depth: usize) {
+    println!("{}{}", "  ".repeat(depth), describe(item));
+    let id = text(item, &["data", "baseData", "id"]);
     if id.is_empty() {
         return;
     }
-    for child in all
+    let mut children: Vec<&&Value> = all
         .iter()
-        .filter(|c| s(c, &["tags", "ai.operation.parentId"]) == id)
-    {
-        print_tree(child, all, &format!("{indent}  "));
+        .filter(|c| text(c, &["tags", "ai.operation.parentId"]) == id)
+        .collect();
+    children.sort_by_key(|c| text(c, &["time"]).to_owned());
+    for child in children {
+        print_tree(child, all, depth + 1);
     }
 }
 
 fn describe(item: &Value) -> String {
     let d = &item["data"]["baseData"];
-    let role = s(item, &["tags", "ai.cloud.role"]);
-    match s(item, &["data", "baseType"]) {
+    let role = text(item, &["tags", "ai.cloud.role"]);
+    let failed = if d["success"] == false {
+        "  FAILED"
+    } else {
+        ""
+    };
+    match text(item, &["data", "baseType"]) {
         "RequestData" => format!(
-            "request     {}  [{}]  {}  {}{}",
-            s(d, &["name"]),
-            role,
-            s(d, &["responseCode"]),
-            s(d, &["duration"]),
-            if d["success"] == false {
-                "  FAILED"
-            } else {
-                ""
-            }
+            "[{role}] request {}  {}  {:.1} ms{failed}",
+            text(d, &["name"]),
+            text(d, &["responseCode"]),
+            millis(text(d, &["duration"]))
         ),
         "RemoteDependencyData" => format!(
-            "dependency  {} {}  -> {}  {}  {}{}",
-            s(d, &["type"]),
-            s(d, &["name"]),
-            s(d, &["target"]),
-            s(d, &["resultCode"]),
-            s(d, &["duration"]),
-            if d["success"] == false {
-                "  FAILED"
-            } else {
-                ""
-            }
+            "[{role}] dependency {} {} -> {}  {}  {:.1} ms{failed}",
+            text(d, &["type"]),
+            text(d, &["name"]),
+            text(d, &["target"]),
+            text(d, &["resultCode"]),
+            millis(text(d, &["duration"]))
         ),
         "ExceptionData" => format!(
-            "exception   {}: {}",
-            s(&d["exceptions"][0], &["typeName"]),
-            s(&d["exceptions"][0], &["message"])
+            "[{role}] exception {}: {}",
+            text(&d["exceptions"][0], &["typeName"]),
+            text(&d["exceptions"][0], &["message"])
         ),
-        "MessageData" => format!("trace       {}", s(d, &["message"])),
-        other => format!("{other}"),
+        "MessageData" => format!(
+            "[{role}] log {}: {}",
+            d["severityLevel"].as_str().unwrap_or("-"),
+            text(d, &["message"])
+        ),
+        other => other.to_owned(),
+    }
+}
+
+fn print_metrics(items: &[Value]) {
+    println!("\nCustom metrics");
+    for item in items
+        .iter()
+        .filter(|i| text(i, &["data", "baseType"]) == "MetricData")
+    {
+        let d = &item["data"]["baseData"];
+        let point = &d["metrics"][0];
+        let name = text(point, &["name"]);
+        if name == "_OTELRESOURCE_" {
+            continue;
+        }
+        println!(
+            "  [{}] {name} {} = {} (count {})",
+            text(item, &["tags", "ai.cloud.role"]),
+            d["properties"],
+            point["value"],
+            point["count"]
+        );
     }
 }

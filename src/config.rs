@@ -13,9 +13,6 @@ use crate::error::BuildError;
 use crate::transmit::storage::{self, Storage, StorageConfig};
 use crate::transmit::{RetryPolicy, TransmitConfig, Transmitter};
 
-/// Environment variable with the connection string.
-pub(crate) const ENV_CONNECTION_STRING: &str = "APPLICATIONINSIGHTS_CONNECTION_STRING";
-
 /// Default deadline of one export: below the SDK's 30 s export timeout, so that the exporter
 /// always answers before the SDK gives up on it.
 pub(crate) const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);

@@ -69,6 +69,14 @@ fn span(
     }
 }
 
+/// A deterministic stand-in for random ids (SplitMix64), so that ids compress like real ones.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// `n` spans (a multiple of four is exact), starting now.
 pub fn web_service_batch(n: usize) -> Vec<SpanData> {
     let now = SystemTime::now();
@@ -77,9 +85,10 @@ pub fn web_service_batch(n: usize) -> Vec<SpanData> {
     let mut op = 0u64;
     while spans.len() < n {
         op += 1;
-        let trace = 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_0000u128 + u128::from(op);
-        let server_id = op << 8;
-        let start = UNIX_EPOCH + base - Duration::from_millis(op);
+        let trace = (u128::from(mix(op)) << 64) | u128::from(mix(op ^ 0xabcd));
+        let server_id = mix(op << 8);
+        let start = UNIX_EPOCH + base - Duration::from_micros(mix(op) % 60_000_000);
+        let jitter = mix(op ^ 0x55) % 10_000;
         let failed = op % 10 == 0;
         let status = if failed { 500 } else { 200 };
         let order = op % 977;
@@ -90,7 +99,7 @@ pub fn web_service_batch(n: usize) -> Vec<SpanData> {
             SpanKind::Server,
             "GET /api/orders/{id}",
             start,
-            23_456,
+            23_456 + jitter,
             vec![
                 KeyValue::new("http.request.method", "GET"),
                 KeyValue::new("http.route", "/api/orders/{id}"),
@@ -129,12 +138,12 @@ pub fn web_service_batch(n: usize) -> Vec<SpanData> {
         spans.push(server);
         let client = span(
             trace,
-            server_id + 1,
+            mix(server_id.wrapping_add(1)),
             server_id,
             SpanKind::Client,
             "GET",
             start + Duration::from_millis(1),
-            12_345,
+            12_345 + jitter / 2,
             vec![
                 KeyValue::new("http.request.method", "GET"),
                 KeyValue::new("url.full", format!("http://inventory:8080/items/{order}")),
@@ -147,12 +156,12 @@ pub fn web_service_batch(n: usize) -> Vec<SpanData> {
         spans.push(client);
         let db = span(
             trace,
-            server_id + 2,
+            mix(server_id.wrapping_add(2)),
             server_id,
             SpanKind::Client,
             "SELECT shop.orders",
             start + Duration::from_millis(2),
-            3_210,
+            3_210 + jitter / 7,
             vec![
                 KeyValue::new("db.system.name", "postgresql"),
                 KeyValue::new("db.namespace", "shop"),
@@ -168,12 +177,12 @@ pub fn web_service_batch(n: usize) -> Vec<SpanData> {
         spans.push(db);
         let pay = span(
             trace,
-            server_id + 3,
+            mix(server_id.wrapping_add(3)),
             server_id,
             SpanKind::Client,
             "POST",
             start + Duration::from_millis(5),
-            8_765,
+            8_765 + jitter / 3,
             vec![
                 KeyValue::new("http.request.method", "POST"),
                 KeyValue::new("url.full", "https://payments.example.net/v1/authorize"),

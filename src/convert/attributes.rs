@@ -141,10 +141,14 @@ pub(crate) fn insert_property<'a>(properties: &mut Properties<'a>, key: &'a str,
 /// f64 are kept (booleans and everything else are dropped, keys are cut to 150 characters).
 /// Anything that is not a JSON object adds nothing.
 pub(crate) fn custom_measurements(value: &Value, out: &mut Measurements<'_>) {
-    let Value::String(s) = value else {
-        return;
-    };
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(s.as_str()) else {
+    if let Value::String(s) = value {
+        custom_measurements_json(s.as_str(), out);
+    }
+}
+
+/// [`custom_measurements`] from the attribute's text: a JSON object of numbers.
+pub(crate) fn custom_measurements_json(json: &str, out: &mut Measurements<'_>) {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(json) else {
         return;
     };
     for (key, value) in map {
@@ -171,11 +175,35 @@ pub(crate) fn is_synthetic(synthetic_type: Option<&str>, user_agent: Option<&str
         || user_agent.is_some_and(|ua| ua.contains("AlwaysOn"))
 }
 
+/// The attributes of one item, read by [`Key`]: span and span-event attributes ([`Known`]) and
+/// log-record attributes implement it, so that every signal derives its context tags through
+/// the one code path of [`set_context_tags`].
+pub(crate) trait AttributeLookup<'a> {
+    /// The first of `keys` with a non-empty value, rendered as text (§10.3).
+    fn text(&self, keys: &[Key]) -> Option<Cow<'a, str>>;
+    /// The first of `keys` with a non-empty string value; other types are skipped.
+    fn str(&self, keys: &[Key]) -> Option<&'a str>;
+}
+
+impl<'a> AttributeLookup<'a> for Known<'a> {
+    fn text(&self, keys: &[Key]) -> Option<Cow<'a, str>> {
+        Known::text(self, keys)
+    }
+
+    fn str(&self, keys: &[Key]) -> Option<&'a str> {
+        Known::str(self, keys)
+    }
+}
+
 /// Sets the user, session, synthetic-source and location tags from attributes (MAPPING.md
 /// §2.3): `enduser.id` → `ai.user.authUserId`, `enduser.pseudo.id` → `ai.user.id`, a string
 /// `session.id` → `ai.session.id`, `ai.operation.syntheticSource = "True"` for synthetic
 /// traffic, and `ai.location.ip` from the first non-empty of `location`.
-pub(crate) fn set_context_tags<'a>(tags: &mut Tags<'a>, known: &Known<'a>, location: &[Key]) {
+pub(crate) fn set_context_tags<'a>(
+    tags: &mut Tags<'a>,
+    known: &impl AttributeLookup<'a>,
+    location: &[Key],
+) {
     if let Some(v) = known.text(&[Key::EnduserId]) {
         tags.set(tag::USER_AUTH_USER_ID, v);
     }

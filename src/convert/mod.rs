@@ -4,11 +4,17 @@
 //!
 //! - [`tags`]: resource ("Part A") and process tags, computed once per resource;
 //! - [`span`]: spans and span events, and the `_OTELRESOURCE_` metric;
+//! - [`log`]: log records (feature `logs`);
+//! - [`metric`]: metric data points (feature `metrics`);
 //! - [`attributes`]: value rendering, measurements, sample rate and context tags, shared by
 //!   every signal;
 //! - [`semconv`]: the one table of attribute keys, stable and legacy names side by side.
 
 pub(crate) mod attributes;
+#[cfg(feature = "logs")]
+pub(crate) mod log;
+#[cfg(feature = "metrics")]
+pub(crate) mod metric;
 pub(crate) mod semconv;
 #[cfg(feature = "trace")]
 pub(crate) mod span;
@@ -22,6 +28,11 @@ use crate::wire::SharedTags;
 pub(crate) use span::{resource_envelope, span_to_envelopes};
 #[allow(unused_imports)]
 pub(crate) use tags::shared_tags;
+
+#[cfg(feature = "logs")]
+pub(crate) use log::log_to_envelope;
+#[cfg(feature = "metrics")]
+pub(crate) use metric::metrics_to_envelopes;
 
 /// What every item of one export shares: the instrumentation key and the resource and
 /// process tags. Deliberately not `Debug`: it holds the instrumentation key.

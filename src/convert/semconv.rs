@@ -4,8 +4,7 @@
 //! [`Key`] names one attribute key. The groups below ([`HTTP_METHOD`], [`URL_FULL`], ...) list
 //! the keys that carry the same meaning, in priority order: the stable name first, then the
 //! legacy ones. [`Known::scan`] reads a span's attributes once into a slot per [`Key`], so a
-//! lookup afterwards is an array access; [`first_of`] does the same lookup directly on an
-//! attribute list, for code that only needs one or two keys.
+//! lookup afterwards is an array access.
 //!
 //! Constants of `opentelemetry_semantic_conventions` are used where they exist and are not
 //! deprecated; deprecated and Azure-specific keys are spelled out.
@@ -127,6 +126,13 @@ keys! {
     ExceptionType = sc::EXCEPTION_TYPE,
     ExceptionMessage = sc::EXCEPTION_MESSAGE,
     ExceptionStacktrace = sc::EXCEPTION_STACKTRACE,
+    ExceptionEscaped = "exception.escaped",
+    // Logs (MAPPING.md §4)
+    MicrosoftCustomEventName = "microsoft.custom_event.name",
+    EventMarker = "APPLICATION_INSIGHTS_EVENT_MARKER_ATTRIBUTE",
+    AiOperationName = "ai.operation.name",
+    // The field `tracing` users conventionally give an error (`error = %e`).
+    TracingError = "error",
     // Resource
     ServiceName = sc::SERVICE_NAME,
     ServiceNamespace = sc::SERVICE_NAMESPACE,
@@ -328,7 +334,8 @@ impl Key {
 }
 
 /// The first of `keys` that is present in `attrs` with a non-empty value (the last occurrence
-/// of a repeated key wins). A linear scan per key: for one-off lookups; use [`Known`] to read many.
+/// of a repeated key wins), by a linear scan per key: the reference [`Known`] is tested against.
+#[cfg(test)]
 pub(crate) fn first_of<'v>(attrs: &'v [KeyValue], keys: &[Key]) -> Option<&'v Value> {
     keys.iter().find_map(|key| {
         let key = key.as_str();

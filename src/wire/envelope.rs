@@ -30,12 +30,8 @@ pub(crate) mod tag {
     pub(crate) const CLOUD_ROLE: TagKey = key("ai.cloud.role", 256);
     pub(crate) const CLOUD_ROLE_INSTANCE: TagKey = key("ai.cloud.roleInstance", 256);
     pub(crate) const DEVICE_ID: TagKey = key("ai.device.id", 1024);
-    pub(crate) const DEVICE_LOCALE: TagKey = key("ai.device.locale", 64);
     pub(crate) const DEVICE_MODEL: TagKey = key("ai.device.model", 256);
     pub(crate) const DEVICE_OEM_NAME: TagKey = key("ai.device.oemName", 256);
-    pub(crate) const DEVICE_OS_VERSION: TagKey = key("ai.device.osVersion", 256);
-    pub(crate) const DEVICE_TYPE: TagKey = key("ai.device.type", 64);
-    pub(crate) const INTERNAL_NODE_NAME: TagKey = key("ai.internal.nodeName", 256);
     pub(crate) const INTERNAL_SDK_VERSION: TagKey = key("ai.internal.sdkVersion", 64);
     pub(crate) const LOCATION_IP: TagKey = key("ai.location.ip", 46);
     pub(crate) const OPERATION_ID: TagKey = key("ai.operation.id", 128);
@@ -43,7 +39,6 @@ pub(crate) mod tag {
     pub(crate) const OPERATION_PARENT_ID: TagKey = key("ai.operation.parentId", 512);
     pub(crate) const OPERATION_SYNTHETIC_SOURCE: TagKey = key("ai.operation.syntheticSource", 1024);
     pub(crate) const SESSION_ID: TagKey = key("ai.session.id", 64);
-    pub(crate) const USER_ACCOUNT_ID: TagKey = key("ai.user.accountId", 1024);
     pub(crate) const USER_AUTH_USER_ID: TagKey = key("ai.user.authUserId", 1024);
     pub(crate) const USER_ID: TagKey = key("ai.user.id", 128);
     /// Not in the swagger, but sent by every official exporter and shown by the portal.
@@ -82,6 +77,7 @@ impl<'a> Tags<'a> {
     }
 
     /// The value of a tag, own or shared.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: TagKey) -> Option<&str> {
         self.own
             .iter()
@@ -130,6 +126,7 @@ impl SharedTags {
     }
 
     /// The value of a tag.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: TagKey) -> Option<&str> {
         self.0
             .iter()
@@ -211,6 +208,7 @@ impl<'a> Properties<'a> {
         self.0.is_empty()
     }
 
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.0.len()
     }
@@ -254,6 +252,7 @@ impl<'a> Measurements<'a> {
         self.0.is_empty()
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &str) -> Option<f64> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
@@ -340,13 +339,13 @@ mod tests {
     fn tags_truncate_and_own_tags_replace_shared_ones() {
         let mut shared = SharedTags::default();
         shared.set(tag::CLOUD_ROLE, &"r".repeat(300));
-        shared.set(tag::DEVICE_TYPE, "Other");
+        shared.set(tag::DEVICE_MODEL, "Other");
         let mut tags = Tags::new(&shared);
-        tags.set(tag::DEVICE_TYPE, "Phone");
+        tags.set(tag::DEVICE_MODEL, "Phone");
         tags.set(tag::SESSION_ID, "");
         let json = serde_json::to_value(&tags).unwrap_or_default();
         assert_eq!(json["ai.cloud.role"].as_str().map(str::len), Some(256));
-        assert_eq!(json["ai.device.type"], "Phone");
+        assert_eq!(json["ai.device.model"], "Phone");
         assert!(json.get("ai.session.id").is_none());
         assert_eq!(json.as_object().map(|o| o.len()), Some(2));
     }

@@ -16,4 +16,4 @@ pub(crate) use data::*;
 pub(crate) use envelope::*;
 pub(crate) use format::{TimeSpan, Timestamp};
 pub(crate) use limits::Bounded;
-pub(crate) use response::{TrackError, TrackResponse};
+pub(crate) use response::TrackResponse;

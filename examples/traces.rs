@@ -1,0 +1,42 @@
+//! The shortest correct setup: spans to Azure Monitor.
+//!
+//! ```sh
+//! APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=...;IngestionEndpoint=https://..." \
+//!     cargo run --example traces
+//! ```
+//!
+//! Without the variable, `build()` fails and says so (the demo, `cargo run --example demo`,
+//! runs without it against the local ingestion server).
+
+use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_azure_monitor::SpanExporter;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::Resource;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let exporter = SpanExporter::builder().build()?; // reads APPLICATIONINSIGHTS_CONNECTION_STRING
+    let provider = SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder()
+                .with_service_name("traces-example")
+                .build(),
+        )
+        .with_batch_exporter(exporter)
+        .build();
+
+    let tracer = provider.tracer("example");
+    let mut span = tracer
+        .span_builder("GET /hello")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("http.route", "/hello"),
+            KeyValue::new("http.response.status_code", 200),
+        ])
+        .start(&tracer);
+    span.end();
+
+    provider.shutdown()?; // delivers what is still queued
+    Ok(())
+}

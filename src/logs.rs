@@ -1,0 +1,195 @@
+//! The log exporter: log records to traces, exceptions and custom events.
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::LogBatch;
+use opentelemetry_sdk::Resource;
+
+use crate::config::{builder_options, Options};
+use crate::convert::{self, Context};
+use crate::error::BuildError;
+use crate::transmit::{self, EncodedItems, Transmitter};
+use crate::wire::SharedTags;
+
+/// Exports log records to Azure Monitor: a record with `exception.type` or
+/// `exception.message` (or, from `tracing`, an `error` field at level ERROR) becomes an
+/// exception, one with `microsoft.custom_event.name` a custom event, any other a trace
+/// (`MessageData`) with its severity.
+///
+/// Build it with [`LogExporter::builder`] and hand it to the SDK's batch processor; with
+/// `opentelemetry-appender-tracing` or `opentelemetry-appender-log`, your `tracing` events
+/// and `log` records reach it:
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use opentelemetry_sdk::logs::SdkLoggerProvider;
+///
+/// let exporter = opentelemetry_azure_monitor::LogExporter::builder().build()?;
+/// let provider = SdkLoggerProvider::builder().with_batch_exporter(exporter).build();
+/// # Ok(()) }
+/// ```
+///
+/// Records logged inside a span carry its trace and span ids, so that the portal shows them
+/// in the span's end-to-end transaction. `export` converts the batch on the caller's thread
+/// and hands the encoded bodies to the exporter's own background thread, which delivers them
+/// with retries within the export deadline. It works under the SDK's thread-based batch
+/// processor (no async runtime needed) and under the Tokio-based one.
+pub struct LogExporter {
+    ikey: String,
+    sample_rate: Option<f64>,
+    tags: SharedTags,
+    transmitter: Transmitter,
+}
+
+impl fmt::Debug for LogExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The instrumentation key is a secret: never printed.
+        f.debug_struct("LogExporter")
+            .field("sample_rate", &self.sample_rate)
+            .field("transmitter", &self.transmitter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`LogExporter`]. All validation and reading of the environment happens in
+/// [`build`](LogExporterBuilder::build).
+#[derive(Debug, Default)]
+#[must_use]
+pub struct LogExporterBuilder {
+    options: Options,
+}
+
+builder_options!(LogExporterBuilder);
+
+impl LogExporterBuilder {
+    /// Builds the exporter and starts its delivery thread.
+    ///
+    /// # Errors
+    ///
+    /// [`BuildError`] when no connection string is set or it is malformed, when an option is out
+    /// of range, or when the HTTP client or the delivery thread cannot be created.
+    pub fn build(self) -> Result<LogExporter, BuildError> {
+        let resolved = self.options.resolve()?;
+        Ok(LogExporter {
+            ikey: resolved.connection_string.instrumentation_key().to_owned(),
+            sample_rate: resolved.sample_rate,
+            tags: convert::shared_tags(&Resource::builder_empty().build()),
+            transmitter: resolved.transmitter,
+        })
+    }
+}
+
+impl LogExporter {
+    /// A builder with every option at its default.
+    pub fn builder() -> LogExporterBuilder {
+        LogExporterBuilder::default()
+    }
+
+    /// Converts a batch and encodes it, ready for delivery.
+    fn encode(&self, batch: &LogBatch<'_>, now: SystemTime) -> EncodedItems {
+        let cx = Context {
+            ikey: &self.ikey,
+            tags: &self.tags,
+        };
+        let sample_rate = self.sample_rate;
+        transmit::encode(batch.iter().map(|(record, scope)| {
+            let mut envelope = convert::log_to_envelope(record, scope, &cx, now);
+            envelope.sample_rate = sample_rate;
+            envelope
+        }))
+    }
+
+    /// The gzip-compressed request bodies this exporter would send for `batch`, without sending
+    /// them: for snapshot tests of your instrumentation and for benchmarks.
+    #[cfg(feature = "testing")]
+    pub fn request_bodies(&self, batch: LogBatch<'_>) -> Vec<Vec<u8>> {
+        let items = self.encode(&batch, SystemTime::now());
+        transmit::Gzip::new()
+            .bodies(&items, 0..items.len())
+            .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl opentelemetry_sdk::logs::LogExporter for LogExporter {
+    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
+        let sent = if self.transmitter.is_shutdown() {
+            Err(OTelSdkError::AlreadyShutdown)
+        } else {
+            Ok(self
+                .transmitter
+                .send(self.encode(&batch, SystemTime::now())))
+        };
+        async move {
+            sent?
+                .await
+                .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.transmitter.shutdown(timeout).map_err(Into::into)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.tags = convert::shared_tags(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONNECTION_STRING: &str = "InstrumentationKey=12345678-aaaa-4bbb-8ccc-1234567890ab;IngestionEndpoint=http://127.0.0.1:9";
+
+    #[test]
+    fn debug_hides_the_instrumentation_key() {
+        let exporter = LogExporter::builder()
+            .with_connection_string(CONNECTION_STRING)
+            .with_sample_rate(50.0)
+            .build()
+            .unwrap();
+        let debug = format!("{exporter:?}");
+        assert!(debug.starts_with("LogExporter"), "{debug}");
+        assert!(debug.contains("50.0"), "{debug}");
+        assert!(!debug.contains("12345678"), "{debug}");
+        let _ = opentelemetry_sdk::logs::LogExporter::shutdown(&exporter);
+    }
+
+    #[test]
+    fn build_errors_name_the_problem() {
+        let err = LogExporter::builder()
+            .with_connection_string(CONNECTION_STRING)
+            .with_sample_rate(0.0)
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, BuildError::InvalidSampleRate(_)), "{err}");
+        let err = LogExporter::builder()
+            .with_connection_string("InstrumentationKey=")
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, BuildError::ConnectionString(_)), "{err}");
+    }
+
+    #[test]
+    fn export_after_shutdown_fails() {
+        use opentelemetry_sdk::logs::LogExporter as _;
+        let exporter = LogExporter::builder()
+            .with_connection_string(CONNECTION_STRING)
+            .build()
+            .unwrap();
+        exporter.shutdown().unwrap();
+        let result = futures_executor::block_on(exporter.export(LogBatch::new(&[])));
+        assert!(
+            matches!(result, Err(OTelSdkError::AlreadyShutdown)),
+            "{result:?}"
+        );
+        assert!(matches!(
+            exporter.shutdown(),
+            Err(OTelSdkError::AlreadyShutdown)
+        ));
+    }
+}
