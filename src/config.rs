@@ -3,10 +3,14 @@
 //! The builders only collect what the user set ([`Options`]); `build()` resolves it against the
 //! environment and the defaults ([`Options::resolve`]): code beats environment beats default.
 
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::connection_string::ConnectionString;
 use crate::error::BuildError;
+use crate::transmit::storage::{self, Storage, StorageConfig};
 use crate::transmit::{RetryPolicy, TransmitConfig, Transmitter};
 
 /// Default deadline of one export: below the SDK's 30 s export timeout, so that the exporter
@@ -14,13 +18,36 @@ use crate::transmit::{RetryPolicy, TransmitConfig, Transmitter};
 pub(crate) const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the user set on a builder; `None` means "not set, use the environment or the default".
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Options {
     pub(crate) connection_string: Option<String>,
     pub(crate) export_timeout: Option<Duration>,
     pub(crate) retry: Option<RetryPolicy>,
     pub(crate) client: Option<reqwest::Client>,
     pub(crate) sample_rate: Option<f64>,
+    pub(crate) offline_storage: Option<bool>,
+    pub(crate) storage_directory: Option<PathBuf>,
+    pub(crate) storage_max_size: Option<u64>,
+    pub(crate) storage_retention: Option<Duration>,
+}
+
+impl fmt::Debug for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The connection string holds the instrumentation key, a secret; a directory set by the
+        // user may too.
+        let set = |v: bool| if v { "<set>" } else { "<unset>" };
+        f.debug_struct("Options")
+            .field("connection_string", &set(self.connection_string.is_some()))
+            .field("export_timeout", &self.export_timeout)
+            .field("retry", &self.retry)
+            .field("client", &self.client)
+            .field("sample_rate", &self.sample_rate)
+            .field("offline_storage", &self.offline_storage)
+            .field("storage_directory", &set(self.storage_directory.is_some()))
+            .field("storage_max_size", &self.storage_max_size)
+            .field("storage_retention", &self.storage_retention)
+            .finish()
+    }
 }
 
 /// Options after resolution: what an exporter runs with.
@@ -53,17 +80,53 @@ impl Options {
         if timeout.is_zero() {
             return Err(BuildError::InvalidExportTimeout);
         }
+        let storage = self.open_storage(connection_string.instrumentation_key());
         let transmitter = Transmitter::new(TransmitConfig {
             track_url: connection_string.track_url(),
             timeout,
             retry: self.retry.unwrap_or_default(),
             client: self.client,
+            storage,
         })?;
         Ok(Resolved {
             connection_string,
             sample_rate,
             transmitter,
         })
+    }
+}
+
+impl Options {
+    /// Opens the offline storage, unless it is turned off. A directory that cannot be used is
+    /// not an error: the exporter warns and runs without storage.
+    fn open_storage(&self, ikey: &str) -> Option<Arc<Storage>> {
+        let max_size = self.storage_max_size.unwrap_or(storage::DEFAULT_MAX_SIZE);
+        let retention = self.storage_retention.unwrap_or(storage::DEFAULT_RETENTION);
+        if self.offline_storage == Some(false) || max_size == 0 || retention.is_zero() {
+            return None;
+        }
+        let (directory, private_parent) = match &self.storage_directory {
+            Some(dir) => (dir.clone(), false),
+            None => (storage::default_directory(ikey), true),
+        };
+        let config = StorageConfig {
+            directory,
+            private_parent,
+            max_size,
+            retention,
+            secret: ikey.to_owned(),
+        };
+        match Storage::open(config) {
+            Ok(storage) => Some(Arc::new(storage)),
+            Err(e) => {
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Storage.Unavailable",
+                    message = "offline storage cannot be used; the exporter runs without it, so telemetry that cannot be delivered within the export timeout is lost",
+                    error = e.to_string()
+                );
+                None
+            }
+        }
     }
 }
 
@@ -83,7 +146,9 @@ macro_rules! builder_options {
             }
 
             /// Sets the deadline of one export: delivery, retries and backoff included. What is
-            /// not delivered by then fails the export.
+            /// not delivered by then for a reason that may pass (the service unreachable,
+            /// throttling, server errors) goes to offline storage and is sent later; without
+            /// offline storage, it is dropped and the export fails.
             ///
             /// Defaults to 10 seconds, below the SDK's own 30-second export timeout. Keep it
             /// below the timeout of the processor or reader that calls the exporter.
@@ -121,8 +186,139 @@ macro_rules! builder_options {
                 self.options.sample_rate = Some(percentage);
                 self
             }
+
+            /// Turns offline storage on or off. With it, telemetry that could not be delivered
+            /// within the export timeout for a reason that may pass (the service unreachable,
+            /// throttling, server errors, a shutdown cutting delivery short) is written to disk
+            /// and sent again in the background once the service answers, also by the next run
+            /// of the program; the export then succeeds. While the service is known to be down,
+            /// exports go to disk at once, so they never wait for the network. Without it, such
+            /// telemetry is dropped and the export fails.
+            ///
+            /// Defaults to `true`. A storage directory that cannot be used (not writable, or
+            /// belonging to another user) does not fail `build()`: the exporter logs a warning
+            /// and runs without offline storage.
+            pub fn with_offline_storage(mut self, enabled: bool) -> Self {
+                self.options.offline_storage = Some(enabled);
+                self
+            }
+
+            /// Sets the offline storage directory: one file of JSON lines (one telemetry item
+            /// per line) per stored batch, readable by its owner only. It is created with mode
+            /// 0700 if missing, made owner-only if it is open to others, and refused if it
+            /// belongs to another user. Several exporters (and processes) may share it: each
+            /// file is sent by one of them.
+            ///
+            /// Defaults to
+            /// `{temp}/Microsoft-AzureMonitor-{sha256(ikey;user;exe;cwd)}/opentelemetry-rust-{ikey}`
+            /// like the official exporters: `temp` is [`std::env::temp_dir`], the hash (hex) is
+            /// of the instrumentation key, the user name, the executable's path and the working
+            /// directory, so that each program keeps its own data across restarts.
+            pub fn with_storage_directory(
+                mut self,
+                directory: impl Into<std::path::PathBuf>,
+            ) -> Self {
+                self.options.storage_directory = Some(directory.into());
+                self
+            }
+
+            /// Sets the most bytes offline storage may hold. When it is full, the oldest stored
+            /// telemetry is dropped to make room, with a warning saying how much. `0` turns
+            /// offline storage off.
+            ///
+            /// Defaults to 50 MiB (52,428,800 bytes).
+            pub fn with_storage_max_size(mut self, bytes: u64) -> Self {
+                self.options.storage_max_size = Some(bytes);
+                self
+            }
+
+            /// Sets how long telemetry is kept in offline storage; older data is dropped, with a
+            /// warning saying how much. The service refuses items older than 48 hours anyway.
+            /// Zero turns offline storage off.
+            ///
+            /// Defaults to 48 hours.
+            pub fn with_storage_retention(mut self, retention: std::time::Duration) -> Self {
+                self.options.storage_retention = Some(retention);
+                self
+            }
         }
     };
 }
 
 pub(crate) use builder_options;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::transmit::storage::tests::TestDir;
+
+    const KEY: &str = "0f0e0d0c-0b0a-4909-8807-060504030201";
+
+    fn options(storage: &std::path::Path) -> Options {
+        Options {
+            connection_string: Some(format!(
+                "InstrumentationKey={KEY};IngestionEndpoint=http://127.0.0.1:9"
+            )),
+            storage_directory: Some(storage.join(format!("store-{KEY}"))),
+            ..Options::default()
+        }
+    }
+
+    fn storage_of(options: Options) -> Option<String> {
+        let resolved = options.resolve_with(&|_| None).unwrap();
+        let text = format!("{:?}", resolved.transmitter);
+        assert!(!text.contains(KEY), "{text}");
+        resolved
+            .transmitter
+            .shutdown(Duration::from_secs(5))
+            .unwrap();
+        text.contains("storage: Some").then_some(text)
+    }
+
+    #[test]
+    fn offline_storage_is_on_by_default_and_can_be_turned_off() {
+        let dir = TestDir::new("config");
+        let on = storage_of(options(&dir.0)).unwrap();
+        assert!(on.contains("store-<instrumentation key>"), "{on}");
+        assert!(dir.0.join(format!("store-{KEY}")).is_dir());
+        for off in [
+            Options {
+                offline_storage: Some(false),
+                ..options(&dir.0)
+            },
+            Options {
+                storage_max_size: Some(0),
+                ..options(&dir.0)
+            },
+            Options {
+                storage_retention: Some(Duration::ZERO),
+                ..options(&dir.0)
+            },
+        ] {
+            assert_eq!(storage_of(off), None);
+        }
+    }
+
+    #[test]
+    fn an_unusable_directory_is_not_an_error() {
+        let dir = TestDir::new("config-unusable");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let file = dir.0.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let unusable = Options {
+            storage_directory: Some(file.join("storage")),
+            ..options(&dir.0)
+        };
+        assert_eq!(storage_of(unusable), None);
+    }
+
+    #[test]
+    fn debug_hides_the_connection_string() {
+        let dir = TestDir::new("config-debug");
+        let text = format!("{:?}", options(&dir.0));
+        assert!(!text.contains(KEY), "{text}");
+        assert!(text.contains("connection_string: \"<set>\""), "{text}");
+    }
+}

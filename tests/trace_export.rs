@@ -39,6 +39,9 @@ fn exporter(server: &IngestionServer) -> SpanExporter {
         .with_connection_string(server.connection_string())
         .with_retry_policy(fast_retries())
         .with_resource_metric(false)
+        // These tests are about delivery within one export; offline storage (whose default
+        // directory every test of this binary would share) is tested in `no_data_lost.rs`.
+        .with_offline_storage(false)
         .build()
         .unwrap()
 }
@@ -344,6 +347,9 @@ fn redirect_is_followed_and_remembered() {
         .with_connection_string(server.connection_string())
         .with_retry_policy(fast_retries())
         .with_resource_metric(false)
+        // These tests are about delivery within one export; offline storage (whose default
+        // directory every test of this binary would share) is tested in `no_data_lost.rs`.
+        .with_offline_storage(false)
         .build()
         .unwrap();
     let provider = provider(exporter);
@@ -385,6 +391,9 @@ fn a_hanging_service_does_not_hold_the_export_past_its_deadline() {
         .with_retry_policy(fast_retries())
         .with_export_timeout(Duration::from_millis(400))
         .with_resource_metric(false)
+        // These tests are about delivery within one export; offline storage (whose default
+        // directory every test of this binary would share) is tested in `no_data_lost.rs`.
+        .with_offline_storage(false)
         .build()
         .unwrap();
     let provider = provider(exporter);

@@ -5,11 +5,26 @@
 //! queue and returns a future that waits for the answer on a runtime-agnostic oneshot channel,
 //! so it can be awaited under a plain `block_on` (the SDK's default batch processors) as well as
 //! inside Tokio (the async-runtime processors).
+//!
+//! With offline [`Storage`], nothing retryable is lost:
+//!
+//! - what a delivery could not get through by its deadline for a reason that may pass (network
+//!   error, timeout, retryable status, retryable items of a 206), or before a shutdown, is
+//!   stored, and the export succeeds;
+//! - after such a failure the endpoint counts as failing (the "circuit" is open): new exports
+//!   (and exports that did not fit in the queue) are stored at once on the caller's thread, and
+//!   the worker's replay task probes the endpoint with one stored file at a time, backing off
+//!   between probes;
+//! - once the service answers, the circuit closes and the replay task sends what is stored,
+//!   oldest first, one file after the other; it also does so after every successful delivery
+//!   and when the worker starts (data of an earlier process);
+//! - a `Retry-After` of the service holds back every request, replays included, until it
+//!   passes.
 
 use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::thread::JoinHandle;
@@ -18,11 +33,12 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_channel::oneshot;
 use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::Url;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 
 use super::encode::{Body, EncodedItems, Gzip};
 use super::outcome::{classify, Outcome};
 use super::retry::RetryPolicy;
+use super::storage::Storage;
 use crate::error::TransmitError;
 
 /// Exports waiting for the worker; when full, [`Transmitter::send`] fails instead of blocking.
@@ -36,8 +52,23 @@ const MAX_RESPONSE_BYTES: usize = 256 * 1024;
 /// At most this much of a shutdown's timeout is kept to wind down after in-flight work is
 /// aborted, so that the shutdown returns within its timeout.
 const MAX_SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
+/// With storage, aborted work is written to disk after the abort: up to half of a shutdown's
+/// timeout, at most this much, is kept for it.
+const MAX_STORING_MARGIN: Duration = Duration::from_secs(1);
 /// How long dropping a transmitter that was not shut down waits for its thread to end.
 const DROP_JOIN_WAIT: Duration = Duration::from_secs(1);
+/// While nothing is stored, the replay task still looks into the storage directory this often,
+/// for files that other processes left there.
+const IDLE_RESCAN: Duration = Duration::from_secs(60);
+/// A stored file stays taken this much longer than a delivery may last, so that no other process
+/// sends it meanwhile. A process that dies while sending a file delays that file by this much
+/// (plus the export timeout): the next process takes it when the lease has run out.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// The shortest wait between two probes of a failing endpoint, whatever the retry policy says.
+const MIN_PROBE_DELAY: Duration = Duration::from_millis(10);
+/// The longest pause a `Retry-After` can impose (as the JS exporter): a garbage value must not
+/// silence the exporter for the rest of the process.
+const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
 /// A redirect may move between two hosts that both end with one of these suffixes
 /// (`_ALLOWED_REDIRECT_DOMAIN_SUFFIXES` of the Python exporter, MAPPING.md §8.4).
 const ALLOWED_REDIRECT_SUFFIXES: [&str; 8] = [
@@ -65,6 +96,9 @@ pub(crate) struct TransmitConfig {
     /// (`reqwest::redirect::Policy::none()`), or the host check of redirects is bypassed.
     /// Defaults to a rustls client that does not follow redirects.
     pub(crate) client: Option<reqwest::Client>,
+    /// Where what could not be delivered is kept and sent again later. Without it, such an
+    /// export fails with [`TransmitError::Undelivered`] and its items are lost.
+    pub(crate) storage: Option<Arc<Storage>>,
 }
 
 /// Delivers encoded telemetry to the Track API from a background worker thread.
@@ -77,6 +111,7 @@ pub(crate) struct Transmitter {
     worker: Mutex<Option<Worker>>,
     stopped: AtomicBool,
     timeout: Duration,
+    gate: Arc<Gate>,
 }
 
 impl std::fmt::Debug for Transmitter {
@@ -84,8 +119,18 @@ impl std::fmt::Debug for Transmitter {
         f.debug_struct("Transmitter")
             .field("timeout", &self.timeout)
             .field("stopped", &self.stopped.load(Ordering::Relaxed))
+            .field("storage", &self.gate.storage)
+            .field("failing", &self.gate.is_failing())
             .finish_non_exhaustive()
     }
+}
+
+/// Where an export stands right after [`Transmitter::send`].
+enum Queued {
+    /// Finished without the worker: empty, stored, refused.
+    Done(Result<(), TransmitError>),
+    /// Handed to the worker, which answers here.
+    Waiting(oneshot::Receiver<Result<(), TransmitError>>),
 }
 
 struct Worker {
@@ -125,6 +170,121 @@ fn instant_after(now: Instant, d: Duration) -> Instant {
         .unwrap_or(now)
 }
 
+/// What the callers' threads and the worker share: the storage, and what is known of the
+/// endpoint's health.
+struct Gate {
+    storage: Option<Arc<Storage>>,
+    /// A delivery failed for a reason that may pass and nothing got through since (the circuit is
+    /// open): exports are stored at once, and the replay task probes the endpoint. Only ever set
+    /// with storage.
+    failing: AtomicBool,
+    /// Nothing is sent before this: the service's latest `Retry-After`.
+    paused_until: Mutex<Option<Instant>>,
+    /// Wakes the replay task: a delivery succeeded (send what is stored), something was stored
+    /// or the endpoint started failing (send it after a backoff).
+    wake: Notify,
+    /// Set with a wake-up when something was stored: the replay task waits a backoff first.
+    stored: AtomicBool,
+    /// Items dropped so far because the queue was full and they could not be stored.
+    dropped: AtomicU64,
+}
+
+impl Gate {
+    fn new(storage: Option<Arc<Storage>>) -> Self {
+        Gate {
+            storage,
+            failing: AtomicBool::new(false),
+            paused_until: Mutex::new(None),
+            wake: Notify::new(),
+            stored: AtomicBool::new(false),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
+    }
+
+    /// Opens the circuit (with storage only: without it, every export tries on its own).
+    fn set_failing(&self, reason: &str) {
+        if self.storage.is_some() && !self.failing.swap(true, Ordering::AcqRel) {
+            opentelemetry::otel_warn!(
+                name: "AzureMonitor.Transmit.EndpointFailing",
+                message = "the ingestion endpoint is failing; telemetry is stored on disk and sent when it answers again",
+                reason = reason
+            );
+            self.wake.notify_one();
+        }
+    }
+
+    /// Closes the circuit: the service answered.
+    fn set_healthy(&self) {
+        if self.failing.swap(false, Ordering::AcqRel) {
+            opentelemetry::otel_debug!(
+                name: "AzureMonitor.Transmit.EndpointRecovered",
+                message = "the ingestion endpoint answers again; sending stored telemetry"
+            );
+        }
+    }
+
+    /// Holds back every request for `delay` from now (a `Retry-After`), at most [`MAX_PAUSE`].
+    fn pause(&self, delay: Duration) {
+        let until = instant_after(Instant::now(), delay.min(MAX_PAUSE));
+        let mut paused = lock(&self.paused_until);
+        if paused.is_none_or(|p| p < until) {
+            *paused = Some(until);
+        }
+    }
+
+    /// How much longer requests are held back, if they are.
+    fn paused_for(&self, now: Instant) -> Option<Duration> {
+        lock(&self.paused_until)
+            .and_then(|until| until.checked_duration_since(now))
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Whether exports should go to storage at once instead of being attempted: the circuit is
+    /// open, or the service asked for a pause longer than an export may last.
+    fn store_first(&self, timeout: Duration) -> bool {
+        self.storage.is_some()
+            && (self.is_failing()
+                || self
+                    .paused_for(Instant::now())
+                    .is_some_and(|d| d >= timeout))
+    }
+
+    /// Stores items `pending` of `items`.
+    ///
+    /// # Errors
+    ///
+    /// Why they could not be stored (storage off, or the write failed).
+    fn keep(
+        &self,
+        items: &EncodedItems,
+        pending: impl IntoIterator<Item = usize>,
+    ) -> Result<usize, String> {
+        let Some(storage) = &self.storage else {
+            return Err("offline storage is off".to_owned());
+        };
+        match storage.store(items, pending) {
+            Ok(stored) => {
+                opentelemetry::otel_debug!(name: "AzureMonitor.Storage.Stored", items = stored);
+                self.stored.store(true, Ordering::Release);
+                self.wake.notify_one();
+                Ok(stored)
+            }
+            Err(e) => {
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Storage.WriteFailed",
+                    message = "telemetry could not be written to offline storage",
+                    error = e.to_string()
+                );
+                Err(format!("offline storage failed: {e}"))
+            }
+        }
+    }
+}
+
 impl Transmitter {
     /// Whether [`shutdown`](Self::shutdown) was called: no more sends are accepted.
     pub(crate) fn is_shutdown(&self) -> bool {
@@ -147,11 +307,14 @@ impl Transmitter {
                 .build()
                 .map_err(TransmitError::Client)?,
         };
+        let gate = Arc::new(Gate::new(cfg.storage));
         let shared = Arc::new(Shared {
             client,
             endpoint: Mutex::new(url),
             retry: cfg.retry,
             gzip: Mutex::new(Gzip::new()),
+            gate: Arc::clone(&gate),
+            timeout: cfg.timeout,
         });
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -203,20 +366,25 @@ impl Transmitter {
             })),
             stopped: AtomicBool::new(false),
             timeout: cfg.timeout,
+            gate,
         })
     }
 
     /// Hands `items` to the worker and returns a future of the delivery's result. The job is
     /// queued now, not when the future is first polled; dropping the future does not cancel
-    /// the delivery. Never blocks, and needs no async runtime to be awaited.
+    /// the delivery. Never blocks on the network, and needs no async runtime to be awaited.
+    ///
+    /// With storage, the items are stored right here instead, on the caller's thread, when the
+    /// endpoint is known to be failing or the queue is full; the future is then ready at once.
     ///
     /// # Errors
     ///
-    /// The future resolves to [`TransmitError::QueueFull`] when too many exports are waiting,
-    /// [`TransmitError::AlreadyShutdown`] after a shutdown, [`TransmitError::Undelivered`] when
-    /// retryable items could not be delivered by the deadline (or before the shutdown),
-    /// [`TransmitError::Rejected`] when the service refused items for good, and
-    /// [`TransmitError::WorkerStopped`] if the worker ended without answering.
+    /// The future resolves to [`TransmitError::QueueFull`] when too many exports are waiting
+    /// and the items could not be stored, [`TransmitError::AlreadyShutdown`] after a shutdown,
+    /// [`TransmitError::Undelivered`] when retryable items could neither be delivered by the
+    /// deadline (or before the shutdown) nor stored, [`TransmitError::Rejected`] when the
+    /// service refused items for good, and [`TransmitError::WorkerStopped`] if the worker ended
+    /// without answering.
     pub(crate) fn send(
         &self,
         items: EncodedItems,
@@ -224,24 +392,25 @@ impl Transmitter {
         let queued = self.enqueue(items);
         async move {
             match queued {
-                Ok(Some(reply)) => reply.await.unwrap_or(Err(TransmitError::WorkerStopped)),
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
+                Queued::Waiting(reply) => reply.await.unwrap_or(Err(TransmitError::WorkerStopped)),
+                Queued::Done(result) => result,
             }
         }
     }
 
-    fn enqueue(
-        &self,
-        items: EncodedItems,
-    ) -> Result<Option<oneshot::Receiver<Result<(), TransmitError>>>, TransmitError> {
+    fn enqueue(&self, items: EncodedItems) -> Queued {
         if items.is_empty() {
-            return Ok(None);
+            return Queued::Done(Ok(()));
         }
         if self.stopped.load(Ordering::Acquire) {
-            return Err(TransmitError::AlreadyShutdown);
+            return Queued::Done(Err(TransmitError::AlreadyShutdown));
         }
         let count = items.len();
+        // The endpoint is failing: to disk at once; the worker probes and sends it later. If
+        // the write fails, try to deliver after all.
+        if self.gate.store_first(self.timeout) && self.gate.keep(&items, 0..count).is_ok() {
+            return Queued::Done(Ok(()));
+        }
         let (reply, answer) = oneshot::channel();
         let deadline = instant_after(Instant::now(), self.timeout);
         let mut seq = lock(&self.next_seq);
@@ -254,12 +423,39 @@ impl Transmitter {
         match self.jobs.try_send(job) {
             Ok(()) => {
                 *seq += 1;
-                Ok(Some(answer))
+                Queued::Waiting(answer)
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                drop(seq);
+                Queued::Done(self.overflow(&job.items))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                Queued::Done(Err(TransmitError::AlreadyShutdown))
+            }
+        }
+    }
+
+    /// An export that does not fit in the queue: stored, or dropped and counted.
+    fn overflow(&self, items: &EncodedItems) -> Result<(), TransmitError> {
+        let count = items.len();
+        match self.gate.keep(items, 0..count) {
+            Ok(_) => Ok(()),
+            Err(why) => {
+                let count64 = u64::try_from(count).unwrap_or(u64::MAX);
+                let total = self
+                    .gate
+                    .dropped
+                    .fetch_add(count64, Ordering::Relaxed)
+                    .saturating_add(count64);
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Transmit.QueueFull",
+                    message = "too many exports are waiting for delivery and the telemetry could not be stored; it was dropped",
+                    items = count,
+                    dropped_total = total,
+                    reason = why.as_str()
+                );
                 Err(TransmitError::QueueFull { items: count })
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(TransmitError::AlreadyShutdown),
         }
     }
 
@@ -287,8 +483,9 @@ impl Transmitter {
     }
 
     /// Stops accepting exports, lets queued and in-flight ones finish, aborts what is still
-    /// running shortly before `timeout` (those exports fail with
-    /// [`TransmitError::Undelivered`]), stops the worker and joins its thread.
+    /// running before `timeout` (with storage, at half of it at the latest, and those items are
+    /// stored; without, those exports fail with [`TransmitError::Undelivered`]), lets the replay
+    /// task give back the file it is sending, stops the worker and joins its thread.
     ///
     /// # Errors
     ///
@@ -301,7 +498,11 @@ impl Transmitter {
         };
         self.stopped.store(true, Ordering::Release);
         let now = Instant::now();
-        let margin = (timeout / 5).min(MAX_SHUTDOWN_MARGIN);
+        let margin = if self.gate.storage.is_some() {
+            (timeout / 2).min(MAX_STORING_MARGIN)
+        } else {
+            (timeout / 5).min(MAX_SHUTDOWN_MARGIN)
+        };
         let abort_at = instant_after(now, timeout.saturating_sub(margin));
         // If the worker is already gone, `done` below says so at once.
         let _ = self.control.send(Control::Stop { abort_at });
@@ -348,8 +549,9 @@ fn parse_track_url(s: &str) -> Result<Url, TransmitError> {
     Ok(url)
 }
 
-/// The worker's loop: takes jobs (at most [`MAX_CONCURRENT_JOBS`] at a time), answers flushes
-/// and ends after a stop once everything is finished or aborted.
+/// The worker's loop: takes jobs (at most [`MAX_CONCURRENT_JOBS`] at a time), answers flushes,
+/// runs the replay task (with storage) and ends after a stop once everything is finished or
+/// aborted.
 async fn run(
     shared: Arc<Shared>,
     mut jobs: mpsc::Receiver<Job>,
@@ -363,6 +565,15 @@ async fn run(
     }
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<u64>();
     let (abort_tx, abort_rx) = watch::channel(false);
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let mut replaying = shared.gate.storage.clone().map(|storage| {
+        tokio::spawn(replay(
+            Arc::clone(&shared),
+            storage,
+            stopping_rx,
+            abort_rx.clone(),
+        ))
+    });
     let mut running: BTreeSet<u64> = BTreeSet::new();
     let mut received: u64 = 0;
     let mut flushes: Vec<(u64, std_mpsc::SyncSender<()>)> = Vec::new();
@@ -409,6 +620,7 @@ async fn run(
                 if !stopping {
                     stopping = true;
                     jobs.close();
+                    stopping_tx.send_replace(true);
                     abort_timer = Some(Box::pin(tokio::time::sleep_until(abort_at.into())));
                 }
             }
@@ -441,6 +653,25 @@ async fn run(
     for (_, reply) in flushes {
         let _ = reply.send(());
     }
+    // The replay task finishes the file it is sending, or gives it back when aborted.
+    if let Some(task) = replaying.as_mut() {
+        let finished = poll_fn(|cx| {
+            if std::pin::Pin::new(&mut *task).poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            if let Some(timer) = abort_timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        if !finished {
+            abort_tx.send_replace(true);
+            let _ = task.await;
+        }
+    }
 }
 
 /// Reports a job as finished when dropped, also if its task is cancelled.
@@ -465,8 +696,227 @@ async fn job_task(
         seq: job.seq,
         finished,
     };
-    let result = shared.deliver(&job.items, job.deadline, abort).await;
+    // Queued before the endpoint was found failing: store it now, the replay task probes. If
+    // the write fails, try to deliver after all.
+    let stored =
+        shared.gate.is_failing() && shared.gate.keep(&job.items, 0..job.items.len()).is_ok();
+    let result = if stored {
+        Ok(())
+    } else {
+        shared.deliver_job(&job.items, job.deadline, abort).await
+    };
     let _ = job.reply.send(result);
+}
+
+/// The waits between probes of a failing endpoint: decorrelated jitter between the retry
+/// policy's initial and maximum delays (at least [`MIN_PROBE_DELAY`]), for as long as it fails.
+struct ProbeBackoff {
+    rng: fastrand::Rng,
+    floor: Duration,
+    cap: Duration,
+    previous: Duration,
+}
+
+impl ProbeBackoff {
+    fn new(policy: &RetryPolicy) -> Self {
+        let floor = policy.initial_delay().max(MIN_PROBE_DELAY);
+        ProbeBackoff {
+            rng: fastrand::Rng::new(),
+            floor,
+            cap: policy.max_delay().max(floor),
+            previous: floor,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let high = nanos(self.previous)
+            .saturating_mul(3)
+            .min(nanos(self.cap))
+            .max(nanos(self.floor));
+        self.previous = Duration::from_nanos(self.rng.u64(nanos(self.floor)..=high));
+        self.previous
+    }
+
+    fn reset(&mut self) {
+        self.previous = self.floor;
+    }
+}
+
+/// Waits `delay`, or until `wake` is notified; `false` when the worker is stopping.
+async fn idle(
+    stopping: &mut watch::Receiver<bool>,
+    delay: Duration,
+    wake: Option<&Notify>,
+) -> bool {
+    if *stopping.borrow_and_update() {
+        return false;
+    }
+    let mut timer = pin!(tokio::time::sleep(delay));
+    let mut stop = pin!(stopping.changed());
+    let mut woken = pin!(async {
+        match wake {
+            Some(wake) => wake.notified().await,
+            None => std::future::pending().await,
+        }
+    });
+    poll_fn(|cx| {
+        // The only change ever sent is `true`; a closed channel means the worker is ending.
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        if timer.as_mut().poll(cx).is_ready() || woken.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// What the replay task does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Take the next stored file now.
+    Now,
+    /// Wait, then take the next file.
+    After(Duration),
+    /// Nothing is stored: wait to be woken (or [`IDLE_RESCAN`]).
+    Idle,
+}
+
+/// The replay task: sends stored files, oldest first, one at a time, each within the delivery
+/// deadline and without in-delivery retries. While the endpoint fails, each file is a probe,
+/// with [`ProbeBackoff`] between probes; once one gets through, the circuit closes and the rest
+/// follows at once. Ends when the worker stops, giving back the file it holds if aborted.
+async fn replay(
+    shared: Arc<Shared>,
+    storage: Arc<Storage>,
+    mut stopping: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+) {
+    let gate = &shared.gate;
+    let hold = shared.timeout.saturating_add(LEASE_MARGIN);
+    let mut probes = ProbeBackoff::new(&shared.retry);
+    // Look at once: an earlier process may have left data.
+    let mut next = Next::Now;
+    loop {
+        match next {
+            Next::Now => {
+                if *stopping.borrow() {
+                    return;
+                }
+            }
+            Next::After(delay) => {
+                if !idle(&mut stopping, delay, None).await {
+                    return;
+                }
+            }
+            Next::Idle => {
+                if !idle(&mut stopping, IDLE_RESCAN, Some(&gate.wake)).await {
+                    return;
+                }
+                if gate.stored.swap(false, Ordering::AcqRel) || gate.is_failing() {
+                    // Woken because a delivery just failed: let the endpoint rest first.
+                    next = Next::After(probes.next());
+                    continue;
+                }
+            }
+        }
+        if let Some(rest) = gate.paused_for(Instant::now()) {
+            next = Next::After(rest);
+            continue;
+        }
+        let lease = match storage.lease_oldest(hold) {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                // Nothing to probe with: let the next export find out how the endpoint is.
+                gate.set_healthy();
+                probes.reset();
+                next = Next::Idle;
+                continue;
+            }
+            Err(e) => {
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Storage.ReadFailed",
+                    message = "stored telemetry could not be taken for sending",
+                    directory = storage.shown(),
+                    error = e.to_string()
+                );
+                next = Next::After(probes.next());
+                continue;
+            }
+        };
+        let loaded = match storage.read(&lease) {
+            Ok(loaded) => loaded,
+            // Taken over by another process after the lease ran out.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                next = Next::Now;
+                continue;
+            }
+            Err(e) => {
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Storage.Unreadable",
+                    message = "a stored file could not be read and was dropped",
+                    items = lease.items(),
+                    error = e.to_string()
+                );
+                storage.remove(lease);
+                next = Next::Now;
+                continue;
+            }
+        };
+        let (items, skipped) = (loaded.items, loaded.corrupt);
+        if items.is_empty() {
+            storage.remove(lease);
+            next = Next::Now;
+            continue;
+        }
+        let deadline = instant_after(Instant::now(), shared.timeout);
+        let delivery = shared
+            .deliver(&items, deadline, abort.clone(), std::iter::empty())
+            .await;
+        // Refused items were reported by the delivery; they are not kept.
+        let _ = delivery.rejections.into_result();
+        let mut pending = delivery.pending;
+        pending.sort_unstable();
+        pending.dedup();
+        pending.retain(|&i| i < items.len());
+        if pending.is_empty() {
+            opentelemetry::otel_debug!(
+                name: "AzureMonitor.Storage.Sent",
+                items = items.len(),
+                skipped_lines = skipped
+            );
+            storage.remove(lease);
+            gate.set_healthy();
+            probes.reset();
+            next = Next::Now;
+            continue;
+        }
+        if pending.len() == items.len() {
+            let until = gate
+                .paused_for(Instant::now())
+                .and_then(|rest| SystemTime::now().checked_add(rest));
+            storage.release(lease, until);
+        } else if let Err(e) = storage.replace(lease, &items, &pending) {
+            // The lease runs out and the whole file is sent again: its delivered items twice.
+            opentelemetry::otel_warn!(
+                name: "AzureMonitor.Storage.WriteFailed",
+                message = "telemetry could not be written to offline storage",
+                error = e.to_string()
+            );
+        }
+        if delivery.stopped == Some(Stop::Shutdown) {
+            return;
+        }
+        if delivery.answered {
+            // Up, but some items are to be sent again later (a 206 with retryable items).
+            gate.set_healthy();
+        } else {
+            gate.set_failing(&delivery.reason);
+        }
+        next = Next::After(probes.next());
+    }
 }
 
 /// Why waiting stopped early.
@@ -529,6 +979,53 @@ enum Attempt {
     Stopped(Stop),
 }
 
+/// What one delivery left undone.
+struct Delivery {
+    /// Items refused for good.
+    rejections: Rejections,
+    /// Items still undelivered, for a reason that may pass (indices, maybe repeated).
+    pending: Vec<usize>,
+    /// The latest retryable failure.
+    reason: String,
+    /// Set when the deadline or a shutdown cut the delivery short.
+    stopped: Option<Stop>,
+    /// Whether the service took or refused any of it: it is up, whatever is left.
+    answered: bool,
+}
+
+impl Delivery {
+    fn answered(mut self, answered: bool) -> Delivery {
+        self.answered = answered;
+        self
+    }
+
+    /// Cut short by `stop`: what is in `bodies` and `items` is left.
+    fn left(
+        rejections: Rejections,
+        bodies: &[Body],
+        items: Vec<usize>,
+        stop: Stop,
+        reason: &str,
+    ) -> Delivery {
+        let mut pending: Vec<usize> = bodies
+            .iter()
+            .flat_map(|b| b.items.iter().copied())
+            .collect();
+        pending.extend(items);
+        Delivery {
+            rejections,
+            pending,
+            reason: if reason.is_empty() {
+                format!("{}, no answer yet", stop.describe())
+            } else {
+                format!("{}; last failure: {reason}", stop.describe())
+            },
+            stopped: Some(stop),
+            answered: false,
+        }
+    }
+}
+
 /// Items refused for good during one delivery.
 #[derive(Default)]
 struct Rejections {
@@ -562,6 +1059,9 @@ struct Shared {
     endpoint: Mutex<Url>,
     retry: RetryPolicy,
     gzip: Mutex<Gzip>,
+    gate: Arc<Gate>,
+    /// The deadline of one delivery (of an export or of a stored file).
+    timeout: Duration,
 }
 
 impl Shared {
@@ -575,28 +1075,100 @@ impl Shared {
             .map_err(|e| format!("could not compress the request: {e}"))
     }
 
-    /// Delivers `items` by `deadline`: posts, retries per policy and `Retry-After`, re-sends
-    /// only the retryable items of a partial success, drops rejected items.
+    /// Delivers one export: [`deliver`](Self::deliver) with the retry policy; what is left
+    /// undelivered goes to storage, and the endpoint then counts as failing. A delivery that got
+    /// everything through (or refused) closes the circuit and wakes the replay task.
+    async fn deliver_job(
+        &self,
+        items: &EncodedItems,
+        deadline: Instant,
+        abort: watch::Receiver<bool>,
+    ) -> Result<(), TransmitError> {
+        let backoff = self.retry.backoff(fastrand::Rng::new());
+        let delivery = self.deliver(items, deadline, abort, backoff).await;
+        if delivery.pending.is_empty() {
+            self.gate.set_healthy();
+            if self.gate.storage.is_some() {
+                self.gate.wake.notify_one();
+            }
+            return delivery.rejections.into_result();
+        }
+        // Only an endpoint that took none of it counts as failing (not a 206 with throttled
+        // items, not a shutdown).
+        let failing = !delivery.answered && delivery.stopped != Some(Stop::Shutdown);
+        let reason = delivery.reason.clone();
+        let result = self.undeliverable(items, delivery.pending, delivery.reason);
+        if failing {
+            self.gate.set_failing(&reason);
+        }
+        result.and(delivery.rejections.into_result())
+    }
+
+    /// Delivers `items` by `deadline`: posts, retries after the delays of `backoff` (and not
+    /// before a `Retry-After`), re-sends only the retryable items of a partial success, drops
+    /// rejected items. Returns what is left.
     async fn deliver(
         &self,
         items: &EncodedItems,
         deadline: Instant,
         mut abort: watch::Receiver<bool>,
-    ) -> Result<(), TransmitError> {
+        mut backoff: impl Iterator<Item = Duration>,
+    ) -> Delivery {
         let mut rejections = Rejections::default();
-        let mut backoff = self.retry.backoff(fastrand::Rng::new());
         let mut bodies = match self.bodies(items, 0..items.len()) {
             Ok(b) => b,
-            Err(reason) => return self.undeliverable(items, (0..items.len()).collect(), reason),
+            Err(reason) => {
+                return Delivery {
+                    rejections,
+                    pending: (0..items.len()).collect(),
+                    reason,
+                    stopped: None,
+                    answered: false,
+                }
+            }
         };
         let mut attempts: u32 = 0;
+        let mut answered = false;
         // The latest retryable failure, for the error and the logs.
         let mut reason = String::new();
         loop {
+            // Nothing is sent before the service's `Retry-After`, also when another export
+            // (or a replay) got it.
+            if let Some(wait) = self.gate.paused_for(Instant::now()) {
+                let give_up = if instant_after(Instant::now(), wait) >= deadline {
+                    Some(format!(
+                        "the service asked to wait {wait:?} (Retry-After), past the export \
+                         deadline"
+                    ))
+                } else {
+                    match race(tokio::time::sleep(wait), deadline, &mut abort).await {
+                        Ok(()) => None,
+                        Err(stop) => {
+                            return Delivery::left(rejections, &bodies, Vec::new(), stop, &reason)
+                                .answered(answered)
+                        }
+                    }
+                };
+                if let Some(why) = give_up {
+                    return Delivery {
+                        rejections,
+                        pending: bodies
+                            .iter()
+                            .flat_map(|b| b.items.iter().copied())
+                            .collect(),
+                        reason: if reason.is_empty() {
+                            why
+                        } else {
+                            format!("{why}; last failure: {reason}")
+                        },
+                        stopped: None,
+                        answered,
+                    };
+                }
+            }
             attempts += 1;
             let mut again: Vec<Body> = Vec::new();
             let mut again_items: Vec<usize> = Vec::new();
-            let mut not_before: Option<Duration> = None;
             let mut stopped = None;
             for body in bodies {
                 if stopped.is_some() {
@@ -612,12 +1184,13 @@ impl Shared {
                         reason = why;
                         again.push(body);
                     }
-                    Attempt::Answered(Outcome::Accepted) => {}
+                    Attempt::Answered(Outcome::Accepted) => answered = true,
                     Attempt::Answered(Outcome::Partial {
                         retry,
                         rejected,
                         retry_after,
                     }) => {
+                        answered = true;
                         let mut refused = rejected.iter().filter(|r| r.0 < body.items.len());
                         if let Some((_, status, message)) = refused.next() {
                             rejections.add(1 + refused.count(), *status, message);
@@ -625,7 +1198,9 @@ impl Shared {
                         let before = again_items.len();
                         again_items.extend(retry.iter().filter_map(|p| body.items.get(*p)));
                         if again_items.len() > before {
-                            not_before = not_before.max(retry_after);
+                            if let Some(after) = retry_after {
+                                self.gate.pause(after);
+                            }
                             reason = format!(
                                 "partial success, {} items failed with a retryable status",
                                 again_items.len() - before
@@ -633,11 +1208,14 @@ impl Shared {
                         }
                     }
                     Attempt::Answered(Outcome::RetryAll { after, reason: why }) => {
-                        not_before = not_before.max(after);
+                        if let Some(after) = after {
+                            self.gate.pause(after);
+                        }
                         reason = why;
                         again.push(body);
                     }
                     Attempt::Answered(Outcome::Rejected { status, message }) => {
+                        answered = true;
                         rejections.add(body.items.len(), status, &message);
                     }
                     Attempt::Answered(Outcome::Redirect(location)) => {
@@ -660,18 +1238,26 @@ impl Shared {
                 }
             }
             if again.is_empty() && failed_compression.is_none() {
-                return rejections.into_result();
+                return Delivery {
+                    rejections,
+                    pending: Vec::new(),
+                    reason,
+                    stopped: None,
+                    answered,
+                };
+            }
+            if let Some(stop) = stopped {
+                return Delivery::left(rejections, &again, again_items, stop, &reason)
+                    .answered(answered);
             }
             let give_up = if let Some(why) = failed_compression {
                 Some(why)
-            } else if let Some(stop) = stopped {
-                Some(if reason.is_empty() {
-                    format!("{}, no answer yet", stop.describe())
-                } else {
-                    format!("{}; last failure: {reason}", stop.describe())
-                })
+            } else if self.gate.is_failing() {
+                Some(format!(
+                    "the ingestion endpoint is failing; last failure: {reason}"
+                ))
             } else if let Some(delay) = backoff.next() {
-                let delay = delay.max(not_before.unwrap_or_default());
+                let delay = delay.max(self.gate.paused_for(Instant::now()).unwrap_or_default());
                 if instant_after(Instant::now(), delay) >= deadline {
                     Some(format!(
                         "the next attempt (in {delay:?}) would be after the export deadline; \
@@ -680,7 +1266,10 @@ impl Shared {
                 } else {
                     match race(tokio::time::sleep(delay), deadline, &mut abort).await {
                         Ok(()) => None,
-                        Err(stop) => Some(format!("{}; last failure: {reason}", stop.describe())),
+                        Err(stop) => {
+                            return Delivery::left(rejections, &again, again_items, stop, &reason)
+                                .answered(answered)
+                        }
                     }
                 }
             } else {
@@ -693,8 +1282,13 @@ impl Shared {
                     again.iter().flat_map(|b| b.items.iter().copied()).collect();
                 // Items whose new body could not be built (duplicates are removed).
                 pending.extend(again_items);
-                let undelivered = self.undeliverable(items, pending, reason);
-                return undelivered.and(rejections.into_result());
+                return Delivery {
+                    rejections,
+                    pending,
+                    reason,
+                    stopped: None,
+                    answered,
+                };
             }
             bodies = again;
         }
@@ -702,8 +1296,9 @@ impl Shared {
 
     /// The one place that decides the fate of items that are still undelivered and retryable
     /// when a delivery runs out of attempts or time, or the exporter shuts down: `pending` are
-    /// indices into `items`. Today the export fails with [`TransmitError::Undelivered`];
-    /// offline storage will keep them here (as JSON lines) for a later retry and return `Ok`.
+    /// indices into `items`. With storage they are kept there for a later retry and the export
+    /// succeeds; otherwise (or if the write fails) it fails with
+    /// [`TransmitError::Undelivered`].
     fn undeliverable(
         &self,
         items: &EncodedItems,
@@ -713,6 +1308,21 @@ impl Shared {
         pending.sort_unstable();
         pending.dedup();
         pending.retain(|&i| i < items.len());
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let reason = match self.gate.keep(items, pending.iter().copied()) {
+            Ok(_) => {
+                opentelemetry::otel_debug!(
+                    name: "AzureMonitor.Transmit.Stored",
+                    items = pending.len(),
+                    reason = reason.as_str()
+                );
+                return Ok(());
+            }
+            Err(why) if self.gate.storage.is_some() => format!("{reason}; {why}"),
+            Err(_) => reason,
+        };
         opentelemetry::otel_debug!(
             name: "AzureMonitor.Transmit.Undelivered",
             items = pending.len(),

@@ -99,6 +99,14 @@ impl EncodedItems {
         }
     }
 
+    /// Appends an item that is already JSON, such as a line read back from offline storage.
+    /// Nothing is checked: the caller vouches that `json` is one JSON object.
+    pub(crate) fn push_json(&mut self, json: &[u8]) {
+        self.buf.extend_from_slice(json);
+        self.ends.push(self.buf.len());
+        self.buf.push(SEPARATOR);
+    }
+
     /// How many items the batch holds.
     pub(crate) fn len(&self) -> usize {
         self.ends.len()

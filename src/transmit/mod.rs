@@ -7,11 +7,13 @@
 //! - [`retry`]: the public [`RetryPolicy`] and its backoff schedule.
 //! - [`client`]: the [`Transmitter`](client::Transmitter), one worker thread with its own
 //!   runtime that posts, retries, follows redirects and answers over runtime-agnostic channels.
+//! - [`storage`]: offline storage of what could not be delivered, sent again later.
 
 pub(crate) mod client;
 pub(crate) mod encode;
 pub(crate) mod outcome;
 pub(crate) mod retry;
+pub(crate) mod storage;
 
 pub use retry::RetryPolicy;
 

@@ -15,7 +15,10 @@ use std::time::Duration;
 /// delay.
 ///
 /// All attempts and waits happen within the export timeout: a delivery that would have to wait
-/// past it stops, and what is still undelivered is reported as a failed export.
+/// past it stops, and what is still undelivered goes to offline storage (without offline
+/// storage, it is reported as a failed export). While the service keeps failing, stored
+/// telemetry is re-sent in the background, with waits drawn the same way between the initial
+/// and the maximum delay (at least 10 ms).
 ///
 /// ```
 /// use std::time::Duration;

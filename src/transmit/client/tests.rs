@@ -3,7 +3,7 @@
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -72,6 +72,8 @@ type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
 struct Server {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Received>>>,
+    /// Notified after each request is recorded.
+    arrived: Arc<Condvar>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -85,6 +87,8 @@ impl Server {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let script: Script = Arc::new(script);
         let seen = Arc::clone(&received);
+        let arrived = Arc::new(Condvar::new());
+        let signal = Arc::clone(&arrived);
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -101,7 +105,7 @@ impl Server {
                             tokio::spawn(serve(
                                 socket,
                                 Arc::clone(&script),
-                                Arc::clone(&seen),
+                                (Arc::clone(&seen), Arc::clone(&signal)),
                                 Arc::clone(&counter),
                             ));
                         }
@@ -112,6 +116,7 @@ impl Server {
         Server {
             addr,
             received,
+            arrived,
             stop: Some(stop),
             thread: Some(thread),
         }
@@ -123,6 +128,16 @@ impl Server {
 
     fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// Waits until `done` holds for the requests received, at most 10 s; whether it does.
+    fn wait_until(&self, done: impl Fn(&[Received]) -> bool) -> bool {
+        let guard = self.received.lock().unwrap();
+        let (guard, _) = self
+            .arrived
+            .wait_timeout_while(guard, TEN_SECONDS, |got| !done(got))
+            .unwrap();
+        done(&guard)
     }
 }
 
@@ -140,7 +155,7 @@ impl Drop for Server {
 async fn serve(
     mut socket: TcpStream,
     script: Script,
-    received: Arc<Mutex<Vec<Received>>>,
+    (received, arrived): (Arc<Mutex<Vec<Received>>>, Arc<Condvar>),
     counter: Arc<AtomicUsize>,
 ) {
     let mut buf: Vec<u8> = Vec::new();
@@ -199,6 +214,7 @@ async fn serve(
             headers,
             body,
         });
+        arrived.notify_all();
         match script(n) {
             Reply::Hang => std::future::pending::<()>().await,
             Reply::Status(code, extra, body) => {
@@ -251,6 +267,7 @@ fn transmitter(url: String, timeout: Duration, retry: RetryPolicy) -> Transmitte
         timeout,
         retry,
         client: None,
+        storage: None,
     })
     .unwrap()
 }
@@ -634,6 +651,7 @@ fn invalid_urls_are_refused() {
             timeout: TEN_SECONDS,
             retry: RetryPolicy::default(),
             client: None,
+            storage: None,
         });
         assert!(
             matches!(result, Err(TransmitError::InvalidUrl { .. })),
@@ -692,4 +710,313 @@ fn redirect_targets() {
     let dc = from("https://dc.services.visualstudio.com/v2.1/track");
     assert!(follow(&dc, "https://westus.services.visualstudio.com/v2.1/track").is_ok());
     assert!(follow(&dc, "https://DC.services.visualstudio.com/v2.1/track").is_ok());
+}
+
+// ---- With offline storage ----
+
+use crate::transmit::storage::tests::TestDir;
+use crate::transmit::storage::{StorageConfig, DEFAULT_MAX_SIZE, DEFAULT_RETENTION};
+
+fn open_storage(dir: &std::path::Path) -> Arc<Storage> {
+    Arc::new(
+        Storage::open(StorageConfig {
+            directory: dir.to_path_buf(),
+            private_parent: false,
+            max_size: DEFAULT_MAX_SIZE,
+            retention: DEFAULT_RETENTION,
+            secret: String::new(),
+        })
+        .unwrap(),
+    )
+}
+
+fn with_storage(
+    url: String,
+    timeout: Duration,
+    retry: RetryPolicy,
+    dir: &std::path::Path,
+) -> Transmitter {
+    Transmitter::new(TransmitConfig {
+        track_url: url,
+        timeout,
+        retry,
+        client: None,
+        storage: Some(open_storage(dir)),
+    })
+    .unwrap()
+}
+
+/// Waits so long between probes that none happens during a test.
+fn slow_probes(attempts: u32) -> RetryPolicy {
+    RetryPolicy::new()
+        .with_max_attempts(attempts)
+        .with_initial_delay(Duration::from_secs(600))
+        .with_max_delay(Duration::from_secs(600))
+}
+
+/// The messages of every stored item (leased or not), sorted.
+fn stored(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !(name.ends_with(".blob") || name.ends_with(".lock")) {
+            continue;
+        }
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            out.push(
+                v["data"]["baseData"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every message received in requests answered 200 or 206 (the script decides; the caller
+/// says which requests were accepted).
+fn messages_of(got: &[Received], accepted: impl Fn(usize) -> bool) -> Vec<String> {
+    let mut out: Vec<String> = got
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| accepted(*n))
+        .flat_map(|(_, r)| r.messages())
+        .collect();
+    out.sort();
+    out
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[test]
+fn what_cannot_be_delivered_is_stored_and_the_export_succeeds() {
+    let server = Server::start(|_| status(503));
+    let dir = TestDir::new("client-stored");
+    let t = with_storage(server.url(), TEN_SECONDS, slow_probes(1), &dir.0);
+    block_on(t.send(items(3))).unwrap();
+    assert_eq!(server.received().len(), 1);
+    assert_eq!(stored(&dir.0), names(0..3));
+    assert!(t.gate.is_failing());
+    t.shutdown(TEN_SECONDS).unwrap();
+}
+
+#[test]
+fn while_the_endpoint_fails_exports_go_to_disk_without_a_request() {
+    let server = Server::start(|_| status(500));
+    let dir = TestDir::new("client-circuit");
+    let t = with_storage(server.url(), TEN_SECONDS, slow_probes(3), &dir.0);
+    block_on(t.send(items(2))).unwrap();
+    // The first attempt failed and the next one (10 minutes away) is past the deadline.
+    assert_eq!(server.received().len(), 1);
+    let start = Instant::now();
+    for _ in 0..5 {
+        assert!(matches!(t.send(items(4)).now_or_never(), Some(Ok(()))));
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        server.received().len(),
+        1,
+        "no request while the endpoint fails"
+    );
+    assert_eq!(stored(&dir.0).len(), 2 + 5 * 4);
+    t.shutdown(TEN_SECONDS).unwrap();
+}
+
+#[test]
+fn stored_telemetry_is_sent_once_the_service_answers_again() {
+    // Three 503s: two attempts of the export, one failed probe; then the service is back.
+    let server = Server::start(|n| if n < 3 { status(503) } else { ok() });
+    let dir = TestDir::new("client-recover");
+    let t = with_storage(server.url(), TEN_SECONDS, fast_retries(2), &dir.0);
+    block_on(t.send(items(3))).unwrap();
+    assert!(server.wait_until(|got| got.len() >= 4));
+    t.shutdown(TEN_SECONDS).unwrap();
+    let got = server.received();
+    assert_eq!(got.len(), 4, "one probe failed, the next one delivered");
+    assert_eq!(messages_of(&got, |n| n >= 3), names(0..3));
+    assert!(stored(&dir.0).is_empty());
+}
+
+#[test]
+fn data_left_by_an_earlier_process_is_sent_at_start_oldest_first() {
+    let dir = TestDir::new("client-restart");
+    {
+        let storage = open_storage(&dir.0);
+        let old = items(6);
+        storage.store(&old, [0, 1, 2]).unwrap();
+        storage.store(&old, [3, 4, 5]).unwrap();
+    }
+    let server = Server::start(|_| ok());
+    let t = with_storage(server.url(), TEN_SECONDS, fast_retries(1), &dir.0);
+    assert!(server.wait_until(|got| got.len() >= 2));
+    t.shutdown(TEN_SECONDS).unwrap();
+    let got = server.received();
+    assert_eq!(got[0].messages(), names(0..3));
+    assert_eq!(got[1].messages(), names(3..6));
+    assert!(stored(&dir.0).is_empty());
+}
+
+#[test]
+fn a_replay_resends_only_the_retryable_items_of_a_206() {
+    let dir = TestDir::new("client-replay-206");
+    open_storage(&dir.0).store(&items(3), 0..3).unwrap();
+    let server = Server::start(|n| {
+        if n == 0 {
+            Reply::Status(
+                206,
+                Vec::new(),
+                r#"{"itemsReceived":3,"itemsAccepted":1,"errors":[
+                    {"index":1,"statusCode":500,"message":"try again"},
+                    {"index":2,"statusCode":400,"message":"bad item"}]}"#
+                    .to_owned(),
+            )
+        } else {
+            ok()
+        }
+    });
+    let t = with_storage(server.url(), TEN_SECONDS, fast_retries(1), &dir.0);
+    assert!(server.wait_until(|got| got.len() >= 2));
+    t.shutdown(TEN_SECONDS).unwrap();
+    let got = server.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].messages(), ["m1"]);
+    assert!(stored(&dir.0).is_empty());
+}
+
+#[test]
+fn a_replay_drops_what_the_service_refuses_for_good() {
+    let dir = TestDir::new("client-replay-400");
+    open_storage(&dir.0).store(&items(2), 0..2).unwrap();
+    let server = Server::start(|n| if n == 0 { status(400) } else { ok() });
+    let t = with_storage(server.url(), TEN_SECONDS, fast_retries(1), &dir.0);
+    assert!(server.wait_until(|got| !got.is_empty()));
+    // A later export is delivered, and the refused file is gone.
+    block_on(t.send(items(1))).unwrap();
+    t.shutdown(TEN_SECONDS).unwrap();
+    assert_eq!(server.received().len(), 2);
+    assert!(stored(&dir.0).is_empty());
+}
+
+#[test]
+fn a_retry_after_holds_back_replays_too() {
+    let server = Server::start(|n| {
+        if n == 0 {
+            Reply::Status(429, vec![("retry-after", "1".into())], String::new())
+        } else {
+            ok()
+        }
+    });
+    let dir = TestDir::new("client-retry-after");
+    // The pause is longer than the export may last: stored at once.
+    let t = with_storage(
+        server.url(),
+        Duration::from_millis(300),
+        fast_retries(3),
+        &dir.0,
+    );
+    let start = Instant::now();
+    block_on(t.send(items(2))).unwrap();
+    assert!(start.elapsed() < Duration::from_millis(900));
+    // Within the pause, a new export is stored without a request.
+    block_on(t.send(items(3))).unwrap();
+    assert_eq!(server.received().len(), 1);
+    assert!(server.wait_until(|got| got.len() >= 3));
+    t.shutdown(TEN_SECONDS).unwrap();
+    let got = server.received();
+    for later in &got[1..] {
+        let gap = later.at - got[0].at;
+        assert!(gap >= Duration::from_millis(990), "sent after {gap:?}");
+    }
+    assert_eq!(
+        messages_of(&got, |n| n >= 1),
+        sorted([names(0..2), names(0..3)].concat())
+    );
+}
+
+#[test]
+fn a_shutdown_leaves_what_is_undelivered_on_disk() {
+    let server = Server::start(|_| Reply::Hang);
+    let dir = TestDir::new("client-shutdown");
+    let t = with_storage(
+        server.url(),
+        Duration::from_secs(60),
+        fast_retries(1),
+        &dir.0,
+    );
+    let pending = t.send(items(2));
+    assert!(server.wait_until(|got| !got.is_empty()));
+    let start = Instant::now();
+    t.shutdown(Duration::from_millis(300)).unwrap();
+    assert!(start.elapsed() < Duration::from_millis(300) + Duration::from_millis(200));
+    block_on(pending).unwrap();
+    assert_eq!(stored(&dir.0), names(0..2));
+    assert!(matches!(
+        t.shutdown(TEN_SECONDS),
+        Err(TransmitError::AlreadyShutdown)
+    ));
+}
+
+#[test]
+fn with_storage_a_full_queue_loses_nothing() {
+    let server = Server::start(|_| Reply::Hang);
+    let dir = TestDir::new("client-queue");
+    let t = with_storage(
+        server.url(),
+        Duration::from_secs(60),
+        fast_retries(1),
+        &dir.0,
+    );
+    let total = QUEUE_CAPACITY + MAX_CONCURRENT_JOBS + 5;
+    let results: Vec<_> = (0..total).map(|_| t.send(items(1))).collect();
+    t.shutdown(Duration::from_secs(2)).unwrap();
+    for r in results {
+        block_on(r).unwrap();
+    }
+    assert_eq!(stored(&dir.0), vec!["m0".to_owned(); total]);
+}
+
+#[test]
+fn when_storage_fails_the_export_fails_and_says_why() {
+    let server = Server::start(|_| status(503));
+    let dir = TestDir::new("client-storage-fails");
+    let t = with_storage(server.url(), TEN_SECONDS, slow_probes(1), &dir.0);
+    std::fs::remove_dir_all(&dir.0).unwrap();
+    let err = block_on(t.send(items(2))).unwrap_err();
+    assert!(
+        matches!(&err, TransmitError::Undelivered { items: 2, reason } if reason.contains("offline storage failed")),
+        "{err}"
+    );
+    t.shutdown(TEN_SECONDS).unwrap();
+}
+
+#[test]
+fn probes_back_off_within_the_policy() {
+    let policy = RetryPolicy::new()
+        .with_initial_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2));
+    let mut probes = ProbeBackoff::new(&policy);
+    let delays: Vec<Duration> = (0..50).map(|_| probes.next()).collect();
+    assert!(delays
+        .iter()
+        .all(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_secs(2)));
+    assert!(
+        delays.iter().any(|d| *d > Duration::from_millis(300)),
+        "{delays:?}"
+    );
+    probes.reset();
+    assert!(probes.next() <= Duration::from_millis(300));
+    // A zero delay does not make probes spin.
+    let mut eager = ProbeBackoff::new(&RetryPolicy::new().with_initial_delay(Duration::ZERO));
+    assert!((0..20).all(|_| eager.next() >= MIN_PROBE_DELAY));
 }
