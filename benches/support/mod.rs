@@ -36,10 +36,9 @@ pub(crate) fn resource() -> Resource {
         .build()
 }
 
+/// One span; `ids` are (trace id, span id, parent span id).
 fn span(
-    trace: u128,
-    id: u64,
-    parent: u64,
+    (trace, id, parent): (u128, u64, u64),
     kind: SpanKind,
     name: &'static str,
     start: SystemTime,
@@ -93,9 +92,7 @@ pub(crate) fn web_service_batch(n: usize) -> Vec<SpanData> {
         let status = if failed { 500 } else { 200 };
         let order = op % 977;
         let mut server = span(
-            trace,
-            server_id,
-            0,
+            (trace, server_id, 0),
             SpanKind::Server,
             "GET /api/orders/{id}",
             start,
@@ -137,9 +134,7 @@ pub(crate) fn web_service_batch(n: usize) -> Vec<SpanData> {
         }
         spans.push(server);
         let client = span(
-            trace,
-            mix(server_id.wrapping_add(1)),
-            server_id,
+            (trace, mix(server_id.wrapping_add(1)), server_id),
             SpanKind::Client,
             "GET",
             start + Duration::from_millis(1),
@@ -155,9 +150,7 @@ pub(crate) fn web_service_batch(n: usize) -> Vec<SpanData> {
         );
         spans.push(client);
         let db = span(
-            trace,
-            mix(server_id.wrapping_add(2)),
-            server_id,
+            (trace, mix(server_id.wrapping_add(2)), server_id),
             SpanKind::Client,
             "SELECT shop.orders",
             start + Duration::from_millis(2),
@@ -176,9 +169,7 @@ pub(crate) fn web_service_batch(n: usize) -> Vec<SpanData> {
         );
         spans.push(db);
         let pay = span(
-            trace,
-            mix(server_id.wrapping_add(3)),
-            server_id,
+            (trace, mix(server_id.wrapping_add(3)), server_id),
             SpanKind::Client,
             "POST",
             start + Duration::from_millis(5),

@@ -224,6 +224,22 @@ pub(crate) fn set_context_tags<'a>(
     }
 }
 
+/// Lower-case hex of an id (32 digits for a trace id, 16 for a span id).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    push_hex(&mut s, bytes);
+    s
+}
+
+/// Appends the lower-case hex of `bytes` to `out`.
+pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,21 +359,5 @@ mod tests {
         assert!(is_synthetic(None, Some("Mozilla AlwaysOn")));
         assert!(!is_synthetic(None, Some("alwayson")));
         assert!(!is_synthetic(None, None));
-    }
-}
-
-/// Lower-case hex of an id (32 digits for a trace id, 16 for a span id).
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut s, bytes);
-    s
-}
-
-/// Appends the lower-case hex of `bytes` to `out`.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
 }

@@ -51,6 +51,7 @@ impl EncodedItems {
     }
 
     /// Empties the batch, keeping its buffers for reuse.
+    #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.buf.clear();
         self.ends.clear();
@@ -118,6 +119,7 @@ impl EncodedItems {
     }
 
     /// How many items were dropped while encoding (too large or not serializable).
+    #[cfg(test)]
     pub(crate) fn dropped(&self) -> usize {
         self.dropped
     }
@@ -150,6 +152,7 @@ impl EncodedItems {
     }
 
     /// Each item's JSON, in order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         (0..self.len()).filter_map(|i| self.get(i))
     }

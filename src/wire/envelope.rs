@@ -78,21 +78,6 @@ impl<'a> Tags<'a> {
             self.own.push((key.name, value));
         }
     }
-
-    /// The value of a tag, own or shared.
-    #[cfg(test)]
-    pub(crate) fn get(&self, key: TagKey) -> Option<&str> {
-        self.own
-            .iter()
-            .find(|(k, _)| *k == key.name)
-            .map(|(_, v)| v.as_ref())
-            .or_else(|| {
-                self.shared
-                    .iter()
-                    .find(|(k, _)| *k == key.name)
-                    .map(|(_, v)| v.as_str())
-            })
-    }
 }
 
 impl Tags<'_> {
@@ -178,15 +163,6 @@ impl SharedTags {
             let _ = write_member(&mut json, &mut first, k, v);
         }
         self.json = String::from_utf8(json).unwrap_or_default();
-    }
-
-    /// The value of a tag.
-    #[cfg(test)]
-    pub(crate) fn get(&self, key: TagKey) -> Option<&str> {
-        self.tags
-            .iter()
-            .find(|(k, _)| *k == key.name)
-            .map(|(_, v)| v.as_str())
     }
 }
 
