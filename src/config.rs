@@ -61,13 +61,16 @@ pub(crate) struct Resolved {
 
 impl Options {
     /// Resolves the options against the process environment.
-    pub(crate) fn resolve(self) -> Result<Resolved, BuildError> {
-        self.resolve_with(&|name| std::env::var(name).ok())
+    /// Resolves the options against the process environment; bodies are compressed at
+    /// `gzip_level` (each signal has its own, see `transmit::encode`).
+    pub(crate) fn resolve(self, gzip_level: u32) -> Result<Resolved, BuildError> {
+        self.resolve_with(gzip_level, &|name| std::env::var(name).ok())
     }
 
     /// Resolves the options against an environment given as a lookup function.
     pub(crate) fn resolve_with(
         self,
+        gzip_level: u32,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Resolved, BuildError> {
         let connection_string = ConnectionString::resolve(self.connection_string.as_deref(), env)?;
@@ -87,6 +90,7 @@ impl Options {
             retry: self.retry.unwrap_or_default(),
             client: self.client,
             storage,
+            gzip_level,
         })?;
         Ok(Resolved {
             connection_string,
@@ -267,7 +271,9 @@ mod tests {
     }
 
     fn storage_of(options: Options) -> Option<String> {
-        let resolved = options.resolve_with(&|_| None).unwrap();
+        let resolved = options
+            .resolve_with(crate::transmit::encode::GZIP_LEVEL, &|_| None)
+            .unwrap();
         let text = format!("{:?}", resolved.transmitter);
         assert!(!text.contains(KEY), "{text}");
         resolved

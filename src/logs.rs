@@ -72,7 +72,7 @@ impl LogExporterBuilder {
     /// [`BuildError`] when no connection string is set or it is malformed, when an option is out
     /// of range, or when the HTTP client or the delivery thread cannot be created.
     pub fn build(self) -> Result<LogExporter, BuildError> {
-        let resolved = self.options.resolve()?;
+        let resolved = self.options.resolve(transmit::encode::GZIP_LEVEL)?;
         Ok(LogExporter {
             ikey: resolved.connection_string.instrumentation_key().to_owned(),
             sample_rate: resolved.sample_rate,
@@ -107,10 +107,7 @@ impl LogExporter {
     #[cfg(feature = "testing")]
     pub fn request_bodies(&self, batch: LogBatch<'_>) -> Vec<Vec<u8>> {
         let items = self.encode(&batch, SystemTime::now());
-        transmit::Gzip::new()
-            .bodies(&items, 0..items.len())
-            .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
-            .unwrap_or_default()
+        self.transmitter.request_bodies(&items)
     }
 }
 
@@ -123,11 +120,7 @@ impl opentelemetry_sdk::logs::LogExporter for LogExporter {
                 .transmitter
                 .send(self.encode(&batch, SystemTime::now())))
         };
-        async move {
-            sent?
-                .await
-                .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))
-        }
+        async move { sent?.await.map_err(OTelSdkError::from) }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

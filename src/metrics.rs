@@ -87,7 +87,7 @@ impl MetricExporterBuilder {
             std::env::var(ENV_METRIC_NAMESPACE_OPT_IN)
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
         });
-        let resolved = self.options.resolve()?;
+        let resolved = self.options.resolve(transmit::encode::METRICS_GZIP_LEVEL)?;
         Ok(MetricExporter {
             ikey: resolved.connection_string.instrumentation_key().to_owned(),
             namespace,
@@ -134,10 +134,7 @@ impl MetricExporter {
     #[cfg(feature = "testing")]
     pub fn request_bodies(&self, metrics: &ResourceMetrics) -> Vec<Vec<u8>> {
         let items = self.encode(metrics);
-        transmit::Gzip::new()
-            .bodies(&items, 0..items.len())
-            .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
-            .unwrap_or_default()
+        self.transmitter.request_bodies(&items)
     }
 }
 
@@ -148,11 +145,7 @@ impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for MetricExporter
         } else {
             Ok(self.transmitter.send(self.encode(metrics)))
         };
-        async move {
-            sent?
-                .await
-                .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))
-        }
+        async move { sent?.await.map_err(OTelSdkError::from) }
     }
 
     fn force_flush(&self) -> OTelSdkResult {

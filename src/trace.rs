@@ -90,7 +90,7 @@ impl SpanExporterBuilder {
             !std::env::var(ENV_RESOURCE_METRIC_DISABLED)
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
         });
-        let resolved = self.options.resolve()?;
+        let resolved = self.options.resolve(transmit::encode::GZIP_LEVEL)?;
         let resource = Resource::builder_empty().build();
         Ok(SpanExporter {
             ikey: resolved.connection_string.instrumentation_key().to_owned(),
@@ -135,10 +135,7 @@ impl SpanExporter {
     #[cfg(feature = "testing")]
     pub fn request_bodies(&self, batch: &[SpanData]) -> Vec<Vec<u8>> {
         let items = self.encode(batch, SystemTime::now());
-        transmit::Gzip::new()
-            .bodies(&items, 0..items.len())
-            .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
-            .unwrap_or_default()
+        self.transmitter.request_bodies(&items)
     }
 }
 
@@ -152,11 +149,7 @@ impl opentelemetry_sdk::trace::SpanExporter for SpanExporter {
                 .send(self.encode(&batch, SystemTime::now())))
         };
         drop(batch);
-        async move {
-            sent?
-                .await
-                .map_err(|e| OTelSdkError::InternalFailure(e.to_string()))
-        }
+        async move { sent?.await.map_err(OTelSdkError::from) }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

@@ -99,6 +99,8 @@ pub(crate) struct TransmitConfig {
     /// Where what could not be delivered is kept and sent again later. Without it, such an
     /// export fails with [`TransmitError::Undelivered`] and its items are lost.
     pub(crate) storage: Option<Arc<Storage>>,
+    /// The gzip level of request bodies (see [`GZIP_LEVEL`](super::encode::GZIP_LEVEL)).
+    pub(crate) gzip_level: u32,
 }
 
 /// Delivers encoded telemetry to the Track API from a background worker thread.
@@ -112,6 +114,7 @@ pub(crate) struct Transmitter {
     stopped: AtomicBool,
     timeout: Duration,
     gate: Arc<Gate>,
+    gzip_level: u32,
 }
 
 impl std::fmt::Debug for Transmitter {
@@ -286,6 +289,16 @@ impl Gate {
 }
 
 impl Transmitter {
+    /// The gzip request bodies `items` would be sent in, without sending them (for
+    /// `request_bodies` of the exporters, behind the `testing` feature).
+    #[cfg(feature = "testing")]
+    pub(crate) fn request_bodies(&self, items: &EncodedItems) -> Vec<Vec<u8>> {
+        Gzip::new(self.gzip_level)
+            .bodies(items, 0..items.len())
+            .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether [`shutdown`](Self::shutdown) was called: no more sends are accepted.
     pub(crate) fn is_shutdown(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
@@ -312,7 +325,7 @@ impl Transmitter {
             client,
             endpoint: Mutex::new(url),
             retry: cfg.retry,
-            gzip: Mutex::new(Gzip::new()),
+            gzip: Mutex::new(Gzip::new(cfg.gzip_level)),
             gate: Arc::clone(&gate),
             timeout: cfg.timeout,
         });
@@ -367,6 +380,7 @@ impl Transmitter {
             stopped: AtomicBool::new(false),
             timeout: cfg.timeout,
             gate,
+            gzip_level: cfg.gzip_level,
         })
     }
 

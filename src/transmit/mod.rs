@@ -18,4 +18,4 @@ pub(crate) mod storage;
 pub use retry::RetryPolicy;
 
 pub(crate) use client::{TransmitConfig, Transmitter};
-pub(crate) use encode::{encode, EncodedItems, Gzip};
+pub(crate) use encode::{encode, EncodedItems};

@@ -268,6 +268,7 @@ fn transmitter(url: String, timeout: Duration, retry: RetryPolicy) -> Transmitte
         retry,
         client: None,
         storage: None,
+        gzip_level: crate::transmit::encode::GZIP_LEVEL,
     })
     .unwrap()
 }
@@ -652,6 +653,7 @@ fn invalid_urls_are_refused() {
             retry: RetryPolicy::default(),
             client: None,
             storage: None,
+            gzip_level: crate::transmit::encode::GZIP_LEVEL,
         });
         assert!(
             matches!(result, Err(TransmitError::InvalidUrl { .. })),
@@ -742,6 +744,7 @@ fn with_storage(
         retry,
         client: None,
         storage: Some(open_storage(dir)),
+        gzip_level: crate::transmit::encode::GZIP_LEVEL,
     })
     .unwrap()
 }
