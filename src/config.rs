@@ -4,6 +4,7 @@
 //! environment and the defaults ([`Options::resolve`]): code beats environment beats default.
 
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use crate::connection_string::ConnectionString;
 use crate::error::BuildError;
 use crate::transmit::storage::{self, Storage, StorageConfig};
-use crate::transmit::{RetryPolicy, TransmitConfig, Transmitter};
+use crate::transmit::{EncodedItems, RetryPolicy, TransmitConfig, Transmitter};
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
 /// Default deadline of one export: below the SDK's 30 s export timeout, so that the exporter
 /// always answers before the SDK gives up on it.
@@ -50,20 +52,60 @@ impl fmt::Debug for Options {
     }
 }
 
-/// Options after resolution: what an exporter runs with.
-#[derive(Debug)]
-pub(crate) struct Resolved {
-    pub(crate) connection_string: ConnectionString,
+/// Options after resolution: what every exporter runs with, and the export, flush and
+/// shutdown steps the three of them share. The exporters only add their own conversion.
+pub(crate) struct Core {
+    /// The instrumentation key (a secret: not in `Debug`).
+    pub(crate) ikey: String,
     /// Percentage (0, 100] written as `sampleRate` on items that carry no rate of their own.
     pub(crate) sample_rate: Option<f64>,
     pub(crate) transmitter: Transmitter,
 }
 
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("sample_rate", &self.sample_rate)
+            .field("transmitter", &self.transmitter)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// Encodes on the caller's thread (unless shut down) and hands the items to the delivery
+    /// thread; the future resolves when they are delivered, stored or given up.
+    pub(crate) fn export(
+        &self,
+        encode: &dyn Fn() -> EncodedItems,
+    ) -> impl Future<Output = OTelSdkResult> + Send + 'static {
+        let sent = if self.transmitter.is_shutdown() {
+            Err(OTelSdkError::AlreadyShutdown)
+        } else {
+            Ok(self.transmitter.send(encode()))
+        };
+        async move { sent?.await.map_err(OTelSdkError::from) }
+    }
+
+    /// Waits until everything handed over so far is delivered or stored.
+    pub(crate) fn force_flush(&self) -> OTelSdkResult {
+        self.transmitter
+            .force_flush(FLUSH_TIMEOUT)
+            .map_err(Into::into)
+    }
+
+    /// Delivers or stores what is pending within `timeout`, then stops the delivery thread.
+    pub(crate) fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        self.transmitter.shutdown(timeout).map_err(Into::into)
+    }
+}
+
+/// How long `force_flush` waits (the SDK's traits give it no timeout).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Options {
-    /// Resolves the options against the process environment.
     /// Resolves the options against the process environment; bodies are compressed at
     /// `gzip_level` (each signal has its own, see `transmit::encode`).
-    pub(crate) fn resolve(self, gzip_level: u32) -> Result<Resolved, BuildError> {
+    pub(crate) fn resolve(self, gzip_level: u32) -> Result<Core, BuildError> {
         self.resolve_with(gzip_level, &|name| std::env::var(name).ok())
     }
 
@@ -72,7 +114,7 @@ impl Options {
         self,
         gzip_level: u32,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Resolved, BuildError> {
+    ) -> Result<Core, BuildError> {
         let connection_string = ConnectionString::resolve(self.connection_string.as_deref(), env)?;
         let sample_rate = match self.sample_rate {
             None => None,
@@ -92,8 +134,8 @@ impl Options {
             storage,
             gzip_level,
         })?;
-        Ok(Resolved {
-            connection_string,
+        Ok(Core {
+            ikey: connection_string.instrumentation_key().to_owned(),
             sample_rate,
             transmitter,
         })

@@ -1,17 +1,16 @@
 //! The log exporter: log records to traces, exceptions and custom events.
 
-use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::LogBatch;
 use opentelemetry_sdk::Resource;
 
-use crate::config::{builder_options, Options};
+use crate::config::{builder_options, Core, Options};
 use crate::convert::{self, Context};
 use crate::error::BuildError;
-use crate::transmit::{self, EncodedItems, Transmitter};
+use crate::transmit::{self, EncodedItems};
 use crate::wire::SharedTags;
 
 /// Exports log records to Azure Monitor: a record with `exception.type` or
@@ -37,21 +36,10 @@ use crate::wire::SharedTags;
 /// and hands the encoded bodies to the exporter's own background thread, which delivers them
 /// with retries within the export deadline. It works under the SDK's thread-based batch
 /// processor (no async runtime needed) and under the Tokio-based one.
+#[derive(Debug)]
 pub struct LogExporter {
-    ikey: String,
-    sample_rate: Option<f64>,
+    core: Core,
     tags: SharedTags,
-    transmitter: Transmitter,
-}
-
-impl fmt::Debug for LogExporter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The instrumentation key is a secret: never printed.
-        f.debug_struct("LogExporter")
-            .field("sample_rate", &self.sample_rate)
-            .field("transmitter", &self.transmitter)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Builds a [`LogExporter`]. All validation and reading of the environment happens in
@@ -72,12 +60,9 @@ impl LogExporterBuilder {
     /// [`BuildError`] when no connection string is set or it is malformed, when an option is out
     /// of range, or when the HTTP client or the delivery thread cannot be created.
     pub fn build(self) -> Result<LogExporter, BuildError> {
-        let resolved = self.options.resolve(transmit::encode::GZIP_LEVEL)?;
         Ok(LogExporter {
-            ikey: resolved.connection_string.instrumentation_key().to_owned(),
-            sample_rate: resolved.sample_rate,
+            core: self.options.resolve(transmit::encode::GZIP_LEVEL)?,
             tags: convert::shared_tags(&Resource::builder_empty().build()),
-            transmitter: resolved.transmitter,
         })
     }
 }
@@ -91,10 +76,10 @@ impl LogExporter {
     /// Converts a batch and encodes it, ready for delivery.
     fn encode(&self, batch: &LogBatch<'_>, now: SystemTime) -> EncodedItems {
         let cx = Context {
-            ikey: &self.ikey,
+            ikey: &self.core.ikey,
             tags: &self.tags,
         };
-        let sample_rate = self.sample_rate;
+        let sample_rate = self.core.sample_rate;
         transmit::encode(batch.iter().map(|(record, scope)| {
             let mut envelope = convert::log_to_envelope(record, scope, &cx, now);
             envelope.sample_rate = sample_rate;
@@ -107,24 +92,17 @@ impl LogExporter {
     #[cfg(feature = "testing")]
     pub fn request_bodies(&self, batch: LogBatch<'_>) -> Vec<Vec<u8>> {
         let items = self.encode(&batch, SystemTime::now());
-        self.transmitter.request_bodies(&items)
+        self.core.transmitter.request_bodies(&items)
     }
 }
 
 impl opentelemetry_sdk::logs::LogExporter for LogExporter {
     fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
-        let sent = if self.transmitter.is_shutdown() {
-            Err(OTelSdkError::AlreadyShutdown)
-        } else {
-            Ok(self
-                .transmitter
-                .send(self.encode(&batch, SystemTime::now())))
-        };
-        async move { sent?.await.map_err(OTelSdkError::from) }
+        self.core.export(&|| self.encode(&batch, SystemTime::now()))
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.transmitter.shutdown(timeout).map_err(Into::into)
+        self.core.shutdown(timeout)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -135,6 +113,7 @@ impl opentelemetry_sdk::logs::LogExporter for LogExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_sdk::error::OTelSdkError;
 
     const CONNECTION_STRING: &str = "InstrumentationKey=12345678-aaaa-4bbb-8ccc-1234567890ab;IngestionEndpoint=http://127.0.0.1:9";
 

@@ -1,17 +1,16 @@
 //! The metric exporter: every data point of a collection becomes one `MetricData` item.
 
-use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::Temporality;
 
-use crate::config::{builder_options, Options};
+use crate::config::{builder_options, Core, Options};
 use crate::convert::{self, Context};
 use crate::error::BuildError;
-use crate::transmit::{self, EncodedItems, Transmitter};
+use crate::transmit::{self, EncodedItems};
 
 /// Environment variable that sends the meter's name as the metric namespace when `true`.
 const ENV_METRIC_NAMESPACE_OPT_IN: &str = "APPLICATIONINSIGHTS_METRIC_NAMESPACE_OPT_IN";
@@ -34,20 +33,10 @@ const ENV_METRIC_NAMESPACE_OPT_IN: &str = "APPLICATIONINSIGHTS_METRIC_NAMESPACE_
 /// The exporter asks for **delta** temporality (see
 /// [`temporality`](opentelemetry_sdk::metrics::exporter::PushMetricExporter::temporality)).
 /// Points whose value is NaN or infinite are not sent; a warning counts them.
+#[derive(Debug)]
 pub struct MetricExporter {
-    ikey: String,
+    core: Core,
     namespace: bool,
-    transmitter: Transmitter,
-}
-
-impl fmt::Debug for MetricExporter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The instrumentation key is a secret: never printed.
-        f.debug_struct("MetricExporter")
-            .field("namespace", &self.namespace)
-            .field("transmitter", &self.transmitter)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Builds a [`MetricExporter`]. All validation and reading of the environment happens in
@@ -87,11 +76,9 @@ impl MetricExporterBuilder {
             std::env::var(ENV_METRIC_NAMESPACE_OPT_IN)
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
         });
-        let resolved = self.options.resolve(transmit::encode::METRICS_GZIP_LEVEL)?;
         Ok(MetricExporter {
-            ikey: resolved.connection_string.instrumentation_key().to_owned(),
+            core: self.options.resolve(transmit::encode::METRICS_GZIP_LEVEL)?,
             namespace,
-            transmitter: resolved.transmitter,
         })
     }
 }
@@ -107,7 +94,7 @@ impl MetricExporter {
     fn encode(&self, metrics: &ResourceMetrics) -> EncodedItems {
         let tags = convert::shared_tags(metrics.resource());
         let cx = Context {
-            ikey: &self.ikey,
+            ikey: &self.core.ikey,
             tags: &tags,
         };
         let mut envelopes = Vec::new();
@@ -134,28 +121,21 @@ impl MetricExporter {
     #[cfg(feature = "testing")]
     pub fn request_bodies(&self, metrics: &ResourceMetrics) -> Vec<Vec<u8>> {
         let items = self.encode(metrics);
-        self.transmitter.request_bodies(&items)
+        self.core.transmitter.request_bodies(&items)
     }
 }
 
 impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for MetricExporter {
     fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
-        let sent = if self.transmitter.is_shutdown() {
-            Err(OTelSdkError::AlreadyShutdown)
-        } else {
-            Ok(self.transmitter.send(self.encode(metrics)))
-        };
-        async move { sent?.await.map_err(OTelSdkError::from) }
+        self.core.export(&|| self.encode(metrics))
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.transmitter
-            .force_flush(Duration::from_secs(30))
-            .map_err(Into::into)
+        self.core.force_flush()
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.transmitter.shutdown(timeout).map_err(Into::into)
+        self.core.shutdown(timeout)
     }
 
     /// Delta: Azure Monitor stores each item as the aggregate of its own interval and sums
@@ -171,6 +151,7 @@ impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for MetricExporter
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_sdk::error::OTelSdkError;
     use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
 
     const CONNECTION_STRING: &str = "InstrumentationKey=12345678-aaaa-4bbb-8ccc-1234567890ab;IngestionEndpoint=http://127.0.0.1:9";

@@ -1,17 +1,16 @@
 //! The span exporter: spans to requests, dependencies, exceptions and traces.
 
-use std::fmt;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 
-use crate::config::{builder_options, Options};
+use crate::config::{builder_options, Core, Options};
 use crate::convert::{self, Context};
 use crate::error::BuildError;
-use crate::transmit::{self, EncodedItems, Transmitter};
+use crate::transmit::{self, EncodedItems};
 use crate::wire::SharedTags;
 
 /// Environment variable that turns the per-batch `_OTELRESOURCE_` metric off when `true`.
@@ -36,24 +35,12 @@ const ENV_RESOURCE_METRIC_DISABLED: &str =
 /// exporter's own background thread, which delivers them with retries within the export deadline.
 /// It works under the SDK's thread-based batch processor (no async runtime needed) and under
 /// the Tokio-based one.
+#[derive(Debug)]
 pub struct SpanExporter {
-    ikey: String,
-    sample_rate: Option<f64>,
+    core: Core,
     resource: Resource,
     tags: SharedTags,
     resource_metric: bool,
-    transmitter: Transmitter,
-}
-
-impl fmt::Debug for SpanExporter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The instrumentation key is a secret: never printed.
-        f.debug_struct("SpanExporter")
-            .field("sample_rate", &self.sample_rate)
-            .field("resource_metric", &self.resource_metric)
-            .field("transmitter", &self.transmitter)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Builds a [`SpanExporter`]. All validation and reading of the environment happens in
@@ -90,15 +77,13 @@ impl SpanExporterBuilder {
             !std::env::var(ENV_RESOURCE_METRIC_DISABLED)
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
         });
-        let resolved = self.options.resolve(transmit::encode::GZIP_LEVEL)?;
+        let core = self.options.resolve(transmit::encode::GZIP_LEVEL)?;
         let resource = Resource::builder_empty().build();
         Ok(SpanExporter {
-            ikey: resolved.connection_string.instrumentation_key().to_owned(),
-            sample_rate: resolved.sample_rate,
+            core,
             tags: convert::shared_tags(&resource),
             resource,
             resource_metric,
-            transmitter: resolved.transmitter,
         })
     }
 }
@@ -112,7 +97,7 @@ impl SpanExporter {
     /// Converts a batch and encodes it, ready for delivery.
     fn encode(&self, batch: &[SpanData], now: SystemTime) -> EncodedItems {
         let cx = Context {
-            ikey: &self.ikey,
+            ikey: &self.core.ikey,
             tags: &self.tags,
         };
         let mut envelopes = Vec::with_capacity(batch.len() + batch.len() / 8 + 1);
@@ -122,7 +107,7 @@ impl SpanExporter {
         for span in batch {
             convert::span_to_envelopes(span, &cx, &mut envelopes);
         }
-        if let Some(rate) = self.sample_rate {
+        if let Some(rate) = self.core.sample_rate {
             for envelope in &mut envelopes {
                 envelope.sample_rate.get_or_insert(rate);
             }
@@ -135,31 +120,21 @@ impl SpanExporter {
     #[cfg(feature = "testing")]
     pub fn request_bodies(&self, batch: &[SpanData]) -> Vec<Vec<u8>> {
         let items = self.encode(batch, SystemTime::now());
-        self.transmitter.request_bodies(&items)
+        self.core.transmitter.request_bodies(&items)
     }
 }
 
 impl opentelemetry_sdk::trace::SpanExporter for SpanExporter {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let sent = if self.transmitter.is_shutdown() {
-            Err(OTelSdkError::AlreadyShutdown)
-        } else {
-            Ok(self
-                .transmitter
-                .send(self.encode(&batch, SystemTime::now())))
-        };
-        drop(batch);
-        async move { sent?.await.map_err(OTelSdkError::from) }
+        self.core.export(&|| self.encode(&batch, SystemTime::now()))
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.transmitter.shutdown(timeout).map_err(Into::into)
+        self.core.shutdown(timeout)
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.transmitter
-            .force_flush(Duration::from_secs(30))
-            .map_err(Into::into)
+        self.core.force_flush()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
