@@ -12,70 +12,21 @@
 //! Before measuring, it prints the JSON and gzip bytes per record each exporter produces for
 //! the batch. Compare the two lines of one run: the machines are shared and noisy.
 
-use std::io::Read;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::{InstrumentationScope, SpanId, TraceFlags, TraceId};
 use opentelemetry_azure_monitor::testing::IngestionServer;
 use opentelemetry_azure_monitor::LogExporter;
-use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use opentelemetry_http::HttpClient;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord, SdkLoggerProvider};
 
 mod support;
 
+use support::http::{report_sizes, KeepBody, Post};
+
 const BATCH: usize = 512;
-
-/// An HTTP client for the other exporter that answers 200 and keeps the bodies.
-#[derive(Debug, Default, Clone)]
-struct KeepBody(Arc<Mutex<Vec<Vec<u8>>>>);
-
-#[async_trait]
-impl HttpClient for KeepBody {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        if let Ok(mut bodies) = self.0.lock() {
-            bodies.push(request.body().to_vec());
-        }
-        Ok(Response::builder().status(200).body(Bytes::from_static(
-            br#"{"itemsReceived":0,"itemsAccepted":0,"errors":[]}"#,
-        ))?)
-    }
-}
-
-/// An HTTP client for the other exporter that posts to the local ingestion server. Its
-/// connection-string parser turns the server's `http://` endpoint into `https://`, so the
-/// client sends to the server's plain-HTTP endpoint, keeping the request's path.
-#[derive(Debug, Clone)]
-struct Post {
-    client: reqwest::Client,
-    endpoint: String,
-}
-
-#[async_trait]
-impl HttpClient for Post {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let (parts, body) = request.into_parts();
-        let url = format!("{}{}", self.endpoint, parts.uri.path());
-        let mut builder = self.client.request(parts.method, url);
-        for (name, value) in &parts.headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder.body(body).send().await?;
-        let status = response.status();
-        let body = response.bytes().await?;
-        Ok(Response::builder().status(status).body(body)?)
-    }
-}
-
-fn gunzip(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = flate2::read::GzDecoder::new(body).read_to_end(&mut out);
-    out
-}
 
 /// `n` records shaped like a web service's logs, as `opentelemetry-appender-tracing` makes
 /// them (an unnamed scope, the module path as target): per request an info line with a few
@@ -170,29 +121,12 @@ fn theirs<C: HttpClient + 'static>(
     exporter
 }
 
-fn report_sizes(server: &IngestionServer, batch: &[(&SdkLogRecord, &InstrumentationScope)]) {
-    let bodies = ours(server).request_bodies(LogBatch::new(batch));
-    let gz: usize = bodies.iter().map(Vec::len).sum();
-    let json: usize = bodies.iter().map(|b| gunzip(b).len()).sum();
+fn sizes(server: &IngestionServer, batch: &[(&SdkLogRecord, &InstrumentationScope)]) {
     let keep = KeepBody::default();
-    let exporter = theirs(server, keep.clone());
-    let _ = futures_executor::block_on(exporter.export(LogBatch::new(batch)));
-    let theirs_bodies = keep.0.lock().map(|b| b.clone()).unwrap_or_default();
-    let their_gz: usize = theirs_bodies.iter().map(Vec::len).sum();
-    let their_json: usize = theirs_bodies.iter().map(|b| gunzip(b).len()).sum();
-    let per = |n: usize| n as f64 / batch.len() as f64;
-    println!(
-        "bytes per log record on a {}-record batch: ours JSON {:.0} B, gzip {:.0} B; \
-         opentelemetry-application-insights JSON {:.0} B, gzip {:.0} B \
-         (JSON ratio {:.2}, wire ratio {:.2})",
-        batch.len(),
-        per(json),
-        per(gz),
-        per(their_json),
-        per(their_gz),
-        json as f64 / their_json.max(1) as f64,
-        gz as f64 / their_gz.max(1) as f64,
-    );
+    let _ = futures_executor::block_on(theirs(server, keep.clone()).export(LogBatch::new(batch)));
+    let what = format!("log record on a {}-record batch", batch.len());
+    let ours = ours(server).request_bodies(LogBatch::new(batch));
+    report_sizes(&what, batch.len(), &ours, &keep.bodies());
 }
 
 fn bench(c: &mut Criterion) {
@@ -200,7 +134,7 @@ fn bench(c: &mut Criterion) {
     let records = web_service_logs(BATCH);
     let batch: Vec<(&SdkLogRecord, &InstrumentationScope)> =
         records.iter().map(|(r, s)| (r, s)).collect();
-    report_sizes(&server, &batch);
+    sizes(&server, &batch);
 
     let mut group = c.benchmark_group("logs_convert_encode");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -212,9 +146,7 @@ fn bench(c: &mut Criterion) {
     let their = theirs(&server, keep.clone());
     group.bench_function("opentelemetry-application-insights", |b| {
         b.iter(|| {
-            if let Ok(mut bodies) = keep.0.lock() {
-                bodies.clear();
-            }
+            keep.clear();
             futures_executor::block_on(their.export(LogBatch::new(&batch)))
         })
     });

@@ -14,17 +14,12 @@
 //! Before measuring, it prints the JSON and gzip bytes per data point each exporter produces for
 //! the collection. Compare the two lines of one run: the machines are shared and noisy.
 
-use std::io::Read;
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
-use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_azure_monitor::testing::IngestionServer;
 use opentelemetry_azure_monitor::MetricExporter;
-use opentelemetry_http::{HttpClient, HttpError, Request, Response};
+use opentelemetry_http::HttpClient;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
 use opentelemetry_sdk::metrics::{
@@ -33,56 +28,11 @@ use opentelemetry_sdk::metrics::{
 
 mod support;
 
+use support::http::{report_sizes, KeepBody, Post};
+
 /// Instruments in the collection: a quarter each counters, up-down counters, histograms and
 /// gauges, each with two attribute sets.
 const INSTRUMENTS: usize = 300;
-
-/// An HTTP client for the other exporter that answers 200 and keeps the bodies.
-#[derive(Debug, Default, Clone)]
-struct KeepBody(Arc<Mutex<Vec<Vec<u8>>>>);
-
-#[async_trait]
-impl HttpClient for KeepBody {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        if let Ok(mut bodies) = self.0.lock() {
-            bodies.push(request.body().to_vec());
-        }
-        Ok(Response::builder().status(200).body(Bytes::from_static(
-            br#"{"itemsReceived":0,"itemsAccepted":0,"errors":[]}"#,
-        ))?)
-    }
-}
-
-/// An HTTP client for the other exporter that posts to the local ingestion server. Its
-/// connection-string parser turns the server's `http://` endpoint into `https://`, so the
-/// client sends to the server's plain-HTTP endpoint, keeping the request's path.
-#[derive(Debug, Clone)]
-struct Post {
-    client: reqwest::Client,
-    endpoint: String,
-}
-
-#[async_trait]
-impl HttpClient for Post {
-    async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-        let (parts, body) = request.into_parts();
-        let url = format!("{}{}", self.endpoint, parts.uri.path());
-        let mut builder = self.client.request(parts.method, url);
-        for (name, value) in &parts.headers {
-            builder = builder.header(name, value);
-        }
-        let response = builder.body(body).send().await?;
-        let status = response.status();
-        let body = response.bytes().await?;
-        Ok(Response::builder().status(status).body(body)?)
-    }
-}
-
-fn gunzip(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let _ = flate2::read::GzDecoder::new(body).read_to_end(&mut out);
-    out
-}
 
 /// One delta collection of `INSTRUMENTS` instruments of a web service, through the SDK.
 fn collection() -> ResourceMetrics {
@@ -177,29 +127,16 @@ fn theirs<C: HttpClient + 'static>(
     .unwrap_or_else(|e| panic!("building their exporter: {e}"))
 }
 
-fn report_sizes(server: &IngestionServer, metrics: &ResourceMetrics) {
+fn sizes(server: &IngestionServer, metrics: &ResourceMetrics) {
     let n = points(metrics);
-    let bodies = ours(server).request_bodies(metrics);
-    let gz: usize = bodies.iter().map(Vec::len).sum();
-    let json: usize = bodies.iter().map(|b| gunzip(b).len()).sum();
     let keep = KeepBody::default();
-    let exporter = theirs(server, keep.clone());
-    let _ = futures_executor::block_on(exporter.export(metrics));
-    let theirs_bodies = keep.0.lock().map(|b| b.clone()).unwrap_or_default();
-    let their_gz: usize = theirs_bodies.iter().map(Vec::len).sum();
-    let their_json: usize = theirs_bodies.iter().map(|b| gunzip(b).len()).sum();
-    let per = |bytes: usize| bytes as f64 / n.max(1) as f64;
-    println!(
-        "bytes per data point on a {INSTRUMENTS}-instrument collection ({n} points): \
-         ours JSON {:.0} B, gzip {:.0} B; \
-         opentelemetry-application-insights JSON {:.0} B, gzip {:.0} B \
-         (JSON ratio {:.2}, wire ratio {:.2})",
-        per(json),
-        per(gz),
-        per(their_json),
-        per(their_gz),
-        json as f64 / their_json.max(1) as f64,
-        gz as f64 / their_gz.max(1) as f64,
+    let _ = futures_executor::block_on(theirs(server, keep.clone()).export(metrics));
+    let what = format!("data point on a {INSTRUMENTS}-instrument collection ({n} points)");
+    report_sizes(
+        &what,
+        n,
+        &ours(server).request_bodies(metrics),
+        &keep.bodies(),
     );
 }
 
@@ -207,7 +144,7 @@ fn bench(c: &mut Criterion) {
     let server = IngestionServer::start().unwrap_or_else(|e| panic!("starting the server: {e}"));
     let metrics = collection();
     let n = points(&metrics) as u64;
-    report_sizes(&server, &metrics);
+    sizes(&server, &metrics);
 
     let mut group = c.benchmark_group("metrics_convert_encode");
     group.throughput(Throughput::Elements(n));
@@ -217,9 +154,7 @@ fn bench(c: &mut Criterion) {
     let their = theirs(&server, keep.clone());
     group.bench_function("opentelemetry-application-insights", |b| {
         b.iter(|| {
-            if let Ok(mut bodies) = keep.0.lock() {
-                bodies.clear();
-            }
+            keep.clear();
             futures_executor::block_on(their.export(&metrics))
         })
     });

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod http;
+
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
