@@ -303,6 +303,14 @@ fn assert_exactly_once<P: Pipeline>(server: &IngestionServer, expected: &[String
         expected.len(),
         "items that were not produced arrived"
     );
+    // Shown with `--nocapture`: the counts quoted in reports.
+    println!(
+        "{}: {} produced, {} arrived, each exactly once ({} requests)",
+        std::thread::current().name().unwrap_or("?"),
+        expected.len(),
+        seen.len(),
+        server.requests().len()
+    );
 }
 
 /// Waits for `expected` to arrive, shuts the pipeline down (no replay is left running), and

@@ -72,7 +72,7 @@ pub(crate) fn log_to_envelope<'a>(
     cx: &Context<'a>,
     now: SystemTime,
 ) -> Envelope<'a> {
-    let mut properties = Properties::default();
+    let mut properties = Properties::with_capacity(record.attributes_iter().size_hint().0 + 1);
     let known = LogKnown::scan(record, &mut properties);
     let mut measurements = Measurements::default();
     if let Some(v) = known.get(Key::MicrosoftCustomMeasurements) {

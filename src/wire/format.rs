@@ -51,6 +51,24 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// [`civil_from_days`] with the last day remembered per thread: the items of a batch are
+/// nearly always of one day.
+fn civil_from_days_cached(days: i64) -> (i64, u32, u32) {
+    thread_local! {
+        static LAST: std::cell::Cell<(i64, (i64, u32, u32))> =
+            const { std::cell::Cell::new((0, (1970, 1, 1))) };
+    }
+    LAST.with(|last| {
+        let (cached_days, date) = last.get();
+        if cached_days == days {
+            return date;
+        }
+        let date = civil_from_days(days);
+        last.set((days, date));
+        date
+    })
+}
+
 /// A point in time, written as RFC 3339 UTC with microseconds and a `Z`:
 /// `2019-12-04T21:18:36.027613Z`. Times before 1970 are written as the epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +79,7 @@ impl Timestamp {
     pub(crate) fn to_bytes(self) -> [u8; 27] {
         let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
         let secs = since.as_secs() as i64;
-        let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+        let (y, mo, d) = civil_from_days_cached(secs.div_euclid(86_400));
         let rem = secs.rem_euclid(86_400) as u32;
         let mut b = *b"0000-00-00T00:00:00.000000Z";
         digits(&mut b[0..4], y.clamp(0, 9999) as u32);
