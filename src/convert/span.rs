@@ -295,6 +295,10 @@ fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyDat
         }
     }
 
+    // The service requires a dependency's name (an empty one is refused with 109).
+    if name.trim().is_empty() {
+        name = Cow::Borrowed(NO_NAME);
+    }
     tags.set(tag::OPERATION_NAME, name.clone());
     RemoteDependencyData {
         ver: (),
@@ -356,7 +360,8 @@ fn event_envelope<'a>(
         })
     } else {
         Data::Message(MessageData {
-            message: Bounded::new(event.name.as_ref()),
+            // The service requires a non-empty message (an empty one is refused with 109).
+            message: Bounded::new(non_empty_or(event.name.as_ref(), NO_NAME)),
             properties,
             measurements,
             ..MessageData::default()
@@ -407,6 +412,19 @@ pub(crate) fn resource_envelope<'a>(
             properties,
         }),
     })
+}
+
+/// What is sent for a name or message the service requires but the span left empty (as the
+/// Python exporter's `n/a` for empty log messages).
+const NO_NAME: &str = "n/a";
+
+/// `s`, or `default` when `s` is empty or only white space.
+fn non_empty_or<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.trim().is_empty() {
+        default
+    } else {
+        s
+    }
 }
 
 /// `a + sep + b` in one allocation.

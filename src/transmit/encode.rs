@@ -397,8 +397,14 @@ mod tests {
             .collect();
         // 80 KiB of properties: shrunk to fit.
         let fits = message(&shared, "m", &big);
-        // A message of 32768 four-byte characters is 128 KiB, and messages are not cut.
-        let too_big = message(&shared, &"😀".repeat(32768), &[]);
+        // A message of 32768 four-byte characters is 128 KiB: the message itself is cut.
+        let long_message = message(&shared, &"😀".repeat(32768), &[]);
+        // 600 properties with 150-character keys and short values: nothing worth cutting.
+        let keys: Vec<(String, String)> = (0..600)
+            .map(|i| (format!("{i:0>150}"), "v".to_owned()))
+            .collect();
+        let refs: Vec<(&str, String)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let too_big = message(&shared, "m", &refs);
         let mut small_event = Envelope {
             data: Data::Event(EventData {
                 name: "e".into(),
@@ -407,14 +413,16 @@ mod tests {
             ..message(&shared, "", &[])
         };
         small_event.sample_rate = Some(50.0);
-        let items = encode([fits, too_big, small_event]);
-        assert_eq!(items.len(), 2);
+        let items = encode([fits, long_message, too_big, small_event]);
+        assert_eq!(items.len(), 3);
         assert_eq!(items.dropped(), 1);
-        assert!(items.item_len(0) <= MAX_ITEM_BYTES);
-        assert!(
-            items.item_len(0) > MAX_ITEM_BYTES / 2,
-            "cut more than needed"
-        );
+        for i in 0..2 {
+            assert!(items.item_len(i) <= MAX_ITEM_BYTES);
+            assert!(
+                items.item_len(i) > MAX_ITEM_BYTES / 2,
+                "cut more than needed"
+            );
+        }
         let v: serde_json::Value =
             serde_json::from_slice(items.get(0).unwrap_or_default()).unwrap_or_default();
         assert_eq!(
@@ -423,8 +431,14 @@ mod tests {
                 .map(|o| o.len()),
             Some(10)
         );
-        let e: serde_json::Value =
+        let m: serde_json::Value =
             serde_json::from_slice(items.get(1).unwrap_or_default()).unwrap_or_default();
+        let text = m["data"]["baseData"]["message"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(text.starts_with("😀😀") && text.chars().all(|c| c == '😀'));
+        let e: serde_json::Value =
+            serde_json::from_slice(items.get(2).unwrap_or_default()).unwrap_or_default();
         assert_eq!(e["data"]["baseType"], "EventData");
     }
 

@@ -1,5 +1,7 @@
 //! The domain types carried in `data.baseData` (Track API v2.1 swagger), with their limits.
 
+use std::borrow::Cow;
+
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
@@ -228,6 +230,22 @@ impl<'a> Data<'a> {
             Data::Exception(_) => "ExceptionData",
             Data::Event(_) => "EventData",
             Data::Metric(_) => "MetricData",
+        }
+    }
+
+    /// The longest of the item's own long texts: a message, an exception's message or stack.
+    pub(crate) fn longest_text_mut(&mut self) -> Option<&mut Cow<'a, str>> {
+        match self {
+            Data::Message(d) => Some(d.message.text_mut()),
+            Data::Exception(d) => d
+                .exceptions
+                .iter_mut()
+                .flat_map(|e| {
+                    std::iter::once(e.message.text_mut())
+                        .chain(e.stack.as_mut().map(Bounded::text_mut))
+                })
+                .max_by_key(|t| t.len()),
+            _ => None,
         }
     }
 

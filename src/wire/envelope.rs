@@ -311,17 +311,33 @@ pub(crate) struct Envelope<'a> {
     pub(crate) data: Data<'a>,
 }
 
+/// Texts this short are not cut: they cannot be what makes an item too large.
+const MIN_CUT: usize = 16;
+
+/// Cuts `v` to half its characters.
+fn halve(v: &mut Cow<'_, str>) {
+    let keep = super::limits::truncate_str(v, v.chars().count() / 2).len();
+    v.to_mut().truncate(keep);
+}
+
 impl Envelope<'_> {
-    /// Cuts the longest property value in half, to bring an item that is over the service's
-    /// 64 KiB item limit under it. Returns `false` when there is nothing left to cut.
+    /// Brings an item that is over the service's 64 KiB item limit closer to it: cuts the
+    /// longest property value in half, or, when no property is worth cutting, the longest text
+    /// of the item itself (a message, an exception's message or stack; each within its own
+    /// character limit can still be too many bytes). Returns `false` when nothing is left to cut.
     pub(crate) fn shrink(&mut self) -> bool {
-        let Some(props) = self.data.properties_mut() else {
-            return false;
-        };
-        match props.longest_value_mut() {
-            Some(v) if v.len() > 16 => {
-                let keep = super::limits::truncate_str(v, v.chars().count() / 2).len();
-                v.to_mut().truncate(keep);
+        if let Some(v) = self
+            .data
+            .properties_mut()
+            .and_then(|props| props.longest_value_mut())
+            .filter(|v| v.len() > MIN_CUT)
+        {
+            halve(v);
+            return true;
+        }
+        match self.data.longest_text_mut() {
+            Some(v) if v.len() > MIN_CUT => {
+                halve(v);
                 true
             }
             _ => false,

@@ -55,6 +55,11 @@ impl<'a, const MAX: usize> Bounded<'a, MAX> {
         Bounded(truncate_cow(s.into(), MAX))
     }
 
+    /// The text, to cut further (it only gets shorter, so it stays within `MAX`).
+    pub(crate) fn text_mut(&mut self) -> &mut Cow<'a, str> {
+        &mut self.0
+    }
+
     /// The (possibly truncated) text.
     #[cfg(test)]
     pub(crate) fn as_str(&self) -> &str {

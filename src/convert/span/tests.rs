@@ -1523,6 +1523,36 @@ proptest! {
         }
     }
 
+    /// The whole path the exporter takes (convert, then encode, which shrinks items over the
+    /// service's 64 KiB) gives items the contract check of the local ingestion server accepts.
+    #[cfg(feature = "testing")]
+    #[test]
+    fn arbitrary_attributes_always_give_items_the_contract_accepts(
+        kind in kind_strategy(),
+        name in arb_string(),
+        attrs in arb_attrs(),
+        event_name in prop_oneof![Just("exception".to_owned()), arb_string()],
+        event_attrs in arb_attrs(),
+    ) {
+        let mut s = span(kind, attrs);
+        s.name = name.into();
+        s.start_time = SystemTime::now();
+        s.end_time = s.start_time + std::time::Duration::from_millis(3);
+        s.events.events = vec![Event::new(event_name, s.start_time, event_attrs, 0)];
+        let shared = SharedTags::default();
+        let cx = Context { ikey: IKEY, tags: &shared };
+        let mut envelopes = Vec::new();
+        span_to_envelopes(&s, &cx, &mut envelopes);
+        let items = crate::transmit::encode(envelopes);
+        prop_assert_eq!(items.len(), 2, "no item may be dropped");
+        for i in 0..items.len() {
+            let json: Json = serde_json::from_slice(items.get(i).unwrap_or_default())
+                .unwrap_or_default();
+            let verdict = crate::testing::validate_envelope(&json);
+            prop_assert_eq!(verdict, Ok(()), "{}", json["data"]["baseType"]);
+        }
+    }
+
     #[test]
     fn arbitrary_resources_never_panic_and_respect_limits(attrs in arb_attrs()) {
         let resource = Resource::builder_empty().with_attributes(attrs).build();
