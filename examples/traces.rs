@@ -14,7 +14,14 @@ use opentelemetry_azure_monitor::SpanExporter;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() {
+    if let Err(e) = run() {
+        println!("error: {e}"); // e.g. what is wrong with the connection string
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let exporter = SpanExporter::builder().build()?; // reads APPLICATIONINSIGHTS_CONNECTION_STRING
     let provider = SdkTracerProvider::builder()
         .with_resource(
