@@ -15,9 +15,12 @@ use crate::transmit::storage::{self, Storage, StorageConfig};
 use crate::transmit::{EncodedItems, RetryPolicy, TransmitConfig, Transmitter};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
-/// Default deadline of one export: below the SDK's 30 s export timeout, so that the exporter
-/// always answers before the SDK gives up on it.
-pub(crate) const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline of one export. Below the 5 s the SDK's `shutdown()` waits for the last
+/// export of its batch processors and periodic reader (and far below its 30 s export timeout):
+/// the final export of a process whose endpoint hangs is then still stored before the SDK gives
+/// up on it and the process exits. What misses the deadline is stored and sent later, so a
+/// short deadline loses nothing.
+pub(crate) const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// What the user set on a builder; `None` means "not set, use the environment or the default".
 #[derive(Clone, Default)]
@@ -196,8 +199,9 @@ macro_rules! builder_options {
             /// throttling, server errors) goes to offline storage and is sent later; without
             /// offline storage, it is dropped and the export fails.
             ///
-            /// Defaults to 10 seconds, below the SDK's own 30-second export timeout. Keep it
-            /// below the timeout of the processor or reader that calls the exporter.
+            /// Defaults to 4 seconds: below the 5 seconds the SDK's `shutdown()` waits for the
+            /// last export, so that it is delivered or stored before the process exits. Keep it
+            /// below the timeouts of the processor or reader that calls the exporter.
             pub fn with_export_timeout(mut self, timeout: std::time::Duration) -> Self {
                 self.options.export_timeout = Some(timeout);
                 self
