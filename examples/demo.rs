@@ -65,9 +65,12 @@ impl Service {
         let mut logs = LogExporter::builder();
         let mut metrics = MetricExporter::builder();
         if let Some(cs) = connection_string {
-            spans = spans.with_connection_string(cs);
-            logs = logs.with_connection_string(cs);
-            metrics = metrics.with_connection_string(cs);
+            // The local server lives only as long as the demo: nothing to keep on disk for it.
+            spans = spans.with_connection_string(cs).with_offline_storage(false);
+            logs = logs.with_connection_string(cs).with_offline_storage(false);
+            metrics = metrics
+                .with_connection_string(cs)
+                .with_offline_storage(false);
         }
         Ok(Service {
             tracer: SdkTracerProvider::builder()

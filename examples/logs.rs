@@ -50,7 +50,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     };
     let mut builder = LogExporter::builder();
     if let Some(server) = &local {
-        builder = builder.with_connection_string(server.connection_string());
+        // The local server lives only as long as the example: nothing to keep on disk for it.
+        builder = builder
+            .with_connection_string(server.connection_string())
+            .with_offline_storage(false);
     }
     let provider = SdkLoggerProvider::builder()
         .with_resource(

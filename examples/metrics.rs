@@ -33,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut builder = MetricExporter::builder();
     if let Some(server) = &local {
-        builder = builder.with_connection_string(server.connection_string());
+        // The local server lives only as long as the example: nothing to keep on disk for it.
+        builder = builder
+            .with_connection_string(server.connection_string())
+            .with_offline_storage(false);
     }
     let provider = SdkMeterProvider::builder()
         .with_resource(

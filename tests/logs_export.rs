@@ -30,6 +30,7 @@ fn resource() -> Resource {
 fn provider(server: &IngestionServer) -> SdkLoggerProvider {
     let exporter = LogExporter::builder()
         .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
         .build()
         .expect("exporter");
     SdkLoggerProvider::builder()
@@ -217,6 +218,7 @@ fn simple_processor_and_shutdown() {
     let server = IngestionServer::start().expect("server");
     let exporter = LogExporter::builder()
         .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
         .with_sample_rate(25.0)
         .build()
         .expect("exporter");

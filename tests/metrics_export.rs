@@ -66,6 +66,7 @@ fn every_instrument_kind_over_two_intervals() {
     let server = IngestionServer::start().expect("server");
     let exporter = MetricExporter::builder()
         .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
         .build()
         .expect("exporter");
     let provider = provider(exporter);
@@ -167,6 +168,7 @@ fn namespace_standard_instruments_and_non_finite_sums() {
     let server = IngestionServer::start().expect("server");
     let exporter = MetricExporter::builder()
         .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
         .with_metric_namespace(true)
         .build()
         .expect("exporter");
