@@ -80,11 +80,16 @@ impl LogExporter {
             tags: &self.tags,
         };
         let sample_rate = self.core.sample_rate;
-        transmit::encode(batch.iter().map(|(record, scope)| {
-            let mut envelope = convert::log_to_envelope(record, scope, &cx, now);
-            envelope.sample_rate = sample_rate;
-            envelope
-        }))
+        // `LogBatch`'s iterator does not tell its length: count first (cheap) to allocate once.
+        let n = batch.iter().count();
+        transmit::encode_counted(
+            n,
+            batch.iter().map(|(record, scope)| {
+                let mut envelope = convert::log_to_envelope(record, scope, &cx, now);
+                envelope.sample_rate = sample_rate;
+                envelope
+            }),
+        )
     }
 
     /// The gzip-compressed request bodies this exporter would send for `batch`, without sending

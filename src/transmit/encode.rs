@@ -168,6 +168,15 @@ impl EncodedItems {
 pub(crate) fn encode<'a>(envelopes: impl IntoIterator<Item = Envelope<'a>>) -> EncodedItems {
     let envelopes = envelopes.into_iter();
     let n = envelopes.size_hint().0;
+    encode_counted(n, envelopes)
+}
+
+/// [`encode`] for an iterator that does not know its length: `n` is how many envelopes to
+/// expect, so that the buffer is allocated once instead of grown step by step.
+pub(crate) fn encode_counted<'a>(
+    n: usize,
+    envelopes: impl IntoIterator<Item = Envelope<'a>>,
+) -> EncodedItems {
     // Spans and log records are typically 0.5 to 2 KiB of JSON.
     let mut items = EncodedItems::with_capacity(n.saturating_mul(1024), n);
     for envelope in envelopes {

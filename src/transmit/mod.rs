@@ -18,4 +18,4 @@ pub(crate) mod storage;
 pub use retry::RetryPolicy;
 
 pub(crate) use client::{TransmitConfig, Transmitter};
-pub(crate) use encode::{encode, EncodedItems};
+pub(crate) use encode::{encode, encode_counted, EncodedItems};
