@@ -41,6 +41,12 @@ use super::retry::RetryPolicy;
 use super::storage::Storage;
 use crate::error::TransmitError;
 
+/// How long an export waits for its delivery when offline storage is on. Past it, the export
+/// returns `Ok` (the worker owns the items and delivers or stores them) and the endpoint counts
+/// as failing until it answers. The SDK's batch processors export one batch at a time and drop
+/// what arrives while their queue (2048 by default) is full, so an export must not hold them:
+/// at 2000 items per second, half a second fills half the queue.
+const HANDOFF: Duration = Duration::from_millis(500);
 /// Exports waiting for the worker; when full, [`Transmitter::send`] fails instead of blocking.
 const QUEUE_CAPACITY: usize = 16;
 /// Exports the worker delivers at the same time; more wait in the queue.
@@ -706,20 +712,46 @@ async fn job_task(
     abort: watch::Receiver<bool>,
     finished: mpsc::UnboundedSender<u64>,
 ) {
-    let _guard = FinishedGuard {
-        seq: job.seq,
-        finished,
-    };
+    let Job {
+        seq,
+        items,
+        deadline,
+        reply,
+    } = job;
+    let _guard = FinishedGuard { seq, finished };
     // Queued before the endpoint was found failing: store it now, the replay task probes. If
     // the write fails, try to deliver after all.
-    let stored =
-        shared.gate.is_failing() && shared.gate.keep(&job.items, 0..job.items.len()).is_ok();
-    let result = if stored {
-        Ok(())
-    } else {
-        shared.deliver_job(&job.items, job.deadline, abort).await
-    };
-    let _ = job.reply.send(result);
+    if shared.gate.is_failing() && shared.gate.keep(&items, 0..items.len()).is_ok() {
+        let _ = reply.send(Ok(()));
+        return;
+    }
+    let delivery = shared.deliver_job(&items, deadline, abort);
+    if shared.gate.storage.is_none() {
+        // Without storage, the export waits for the outcome: nothing else could report it.
+        let _ = reply.send(delivery.await);
+        return;
+    }
+    tokio::pin!(delivery);
+    tokio::select! {
+        result = &mut delivery => {
+            let _ = reply.send(result);
+        }
+        () = tokio::time::sleep(HANDOFF) => {
+            // No answer yet. The export returns now, so that the SDK's queue keeps draining
+            // (its batch processor exports one batch at a time and drops what arrives while
+            // its queue is full); this delivery goes on in the background and stores what it
+            // cannot deliver. Until an answer comes, new exports go to disk at once.
+            shared.gate.set_failing("no answer from the ingestion endpoint within the hand-off time");
+            let _ = reply.send(Ok(()));
+            if let Err(e) = delivery.await {
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Transmit.BackgroundDeliveryFailed",
+                    message = "telemetry handed off after an export returned could not be delivered nor stored",
+                    error = e.to_string()
+                );
+            }
+        }
+    }
 }
 
 /// The waits between probes of a failing endpoint: decorrelated jitter between the retry
