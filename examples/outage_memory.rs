@@ -10,6 +10,15 @@
 //! Arguments: seconds over which the spans are produced, all of it during the outage (60);
 //! spans (200000); `none` for a run without an outage.
 //!
+//! ```sh
+//! cargo run --release --example outage_memory -- steady          # 2000 spans/s for 30 s, down from 7.5 s to 22.5 s
+//! ```
+//!
+//! `steady` keeps the SDK's default batch processor (a queue of 2048 spans, which drops what
+//! arrives while it is full) and produces 2000 spans per second for 30 seconds with a 15-second
+//! outage in the middle: every span produced must arrive, which holds only if no export keeps
+//! the processor waiting while the service is down.
+//!
 //! A small local sink stands in for the ingestion service: it answers 503 during the outage,
 //! then 200, and keeps only the span ids it received (so that its own memory stays small). The
 //! peak resident set size is read from `VmHWM` in `/proc/self/status` (Linux). It is measured
@@ -34,10 +43,15 @@ use opentelemetry_sdk::trace::{
 const IKEY: &str = "11111111-2222-4333-8444-555555555555";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let duration = Duration::from_secs(args.next().map_or(Ok(60), |a| a.parse())?);
-    let spans: usize = args.next().map_or(Ok(200_000), |a| a.parse())?;
-    let outage = args.next().as_deref() != Some("none");
+    let mut args = std::env::args().skip(1).peekable();
+    let steady = args.peek().map(String::as_str) == Some("steady");
+    let (duration, spans, outage) = if steady {
+        (Duration::from_secs(30), 60_000, true)
+    } else {
+        let duration = Duration::from_secs(args.next().map_or(Ok(60), |a| a.parse())?);
+        let spans: usize = args.next().map_or(Ok(200_000), |a| a.parse())?;
+        (duration, spans, args.next().as_deref() != Some("none"))
+    };
 
     let sink = Sink::start()?;
     let dir = TempDir::new();
@@ -49,7 +63,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_storage_directory(&dir.0)
         // Room for every span of the run, so that none is dropped to make room.
         .with_storage_max_size(1 << 30)
-        .with_export_timeout(Duration::from_secs(2))
+        .with_export_timeout(if steady {
+            // The default: what users run with.
+            Duration::from_secs(4)
+        } else {
+            Duration::from_secs(2)
+        })
         .with_resource_metric(false)
         .build()?;
     // A queue that absorbs the first export's 2-second wait at the outage's start, so that the
@@ -59,12 +78,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         inner: exporter,
         ids: Arc::clone(&handed),
     };
+    let config = if steady {
+        // The SDK's defaults: what the exporter must keep up with.
+        BatchConfigBuilder::default().build()
+    } else {
+        BatchConfigBuilder::default()
+            .with_max_queue_size(16_384)
+            .build()
+    };
     let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(
-            BatchConfigBuilder::default()
-                .with_max_queue_size(16_384)
-                .build(),
-        )
+        .with_batch_config(config)
         .build();
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
@@ -73,16 +96,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!(
         "start: {spans} spans over {duration:?}, {}, VmRSS {}",
-        if outage {
+        if steady {
+            "ingestion down from a quarter to three quarters of that time"
+        } else if outage {
             "ingestion down all that time"
         } else {
             "no outage"
         },
         status("VmRSS")
     );
-    sink.set_up(!outage);
+    sink.set_up(!outage || steady);
     let start = Instant::now();
+    let mut phase = 0;
     for i in 0..spans {
+        // Steady traffic: the service goes down after a quarter and comes back after three.
+        if steady && i % 1000 == 0 {
+            let now_phase = (4 * i) / spans;
+            if now_phase != phase && (now_phase == 1 || now_phase == 3) {
+                sink.set_up(now_phase == 3);
+                println!(
+                    "{:?}: ingestion {}",
+                    start.elapsed(),
+                    if now_phase == 3 { "back" } else { "down" }
+                );
+            }
+            phase = now_phase;
+        }
         let mut span = tracer
             .span_builder("GET /api/orders/{id}")
             .with_kind(SpanKind::Client)
@@ -113,6 +152,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         status("VmRSS")
     );
     let produced = std::mem::take(&mut *handed.lock().map_err(|_| "poisoned")?);
+    if steady {
+        println!(
+            "{} spans produced, {} reached the exporter",
+            spans,
+            produced.len()
+        );
+    }
     if produced.len() < spans {
         println!(
             "the SDK's queue dropped {} spans before they reached the exporter (produce them more slowly)",
