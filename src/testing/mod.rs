@@ -75,16 +75,26 @@
 //! With the exporters, point them at the server through its connection string, export, then
 //! synchronise with `force_flush` or `shutdown` (never with sleeps):
 //!
-//! ```ignore
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use opentelemetry::trace::{Tracer as _, TracerProvider as _};
+//! use opentelemetry_azure_monitor::testing::IngestionServer;
+//! use opentelemetry_azure_monitor::SpanExporter;
+//! use opentelemetry_sdk::trace::SdkTracerProvider;
+//!
 //! let server = IngestionServer::start()?;
 //! let exporter = SpanExporter::builder()
 //!     .with_connection_string(server.connection_string())
+//!     .with_offline_storage(false) // nothing to keep for a server that lives as long as the test
+//!     .with_resource_metric(false) // only the spans' own items
 //!     .build()?;
 //! let provider = SdkTracerProvider::builder().with_simple_exporter(exporter).build();
 //! provider.tracer("test").in_span("GET /orders", |_| {});
 //! provider.force_flush()?;
 //! assert!(server.rejected().is_empty(), "{:#?}", server.rejected());
-//! assert_eq!(server.envelopes()[0]["data"]["baseType"], "RequestData");
+//! assert_eq!(server.envelopes()[0]["data"]["baseType"], "RemoteDependencyData"); // an INTERNAL span
+//! provider.shutdown()?;
+//! # Ok(()) }
 //! ```
 //!
 //! # What it checks
