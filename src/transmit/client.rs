@@ -31,6 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_channel::oneshot;
+use futures_util::future::Either;
 use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::Url;
 use tokio::sync::{mpsc, watch, Notify};
@@ -731,17 +732,20 @@ async fn job_task(
         let _ = reply.send(delivery.await);
         return;
     }
-    tokio::pin!(delivery);
-    tokio::select! {
-        result = &mut delivery => {
+    let delivery = std::pin::pin!(delivery);
+    let handoff = std::pin::pin!(tokio::time::sleep(HANDOFF));
+    match futures_util::future::select(delivery, handoff).await {
+        Either::Left((result, _)) => {
             let _ = reply.send(result);
         }
-        () = tokio::time::sleep(HANDOFF) => {
+        Either::Right(((), delivery)) => {
             // No answer yet. The export returns now, so that the SDK's queue keeps draining
             // (its batch processor exports one batch at a time and drops what arrives while
             // its queue is full); this delivery goes on in the background and stores what it
             // cannot deliver. Until an answer comes, new exports go to disk at once.
-            shared.gate.set_failing("no answer from the ingestion endpoint within the hand-off time");
+            shared
+                .gate
+                .set_failing("no answer from the ingestion endpoint within the hand-off time");
             let _ = reply.send(Ok(()));
             if let Err(e) = delivery.await {
                 opentelemetry::otel_warn!(
