@@ -200,7 +200,7 @@ impl<'a> Properties<'a> {
             );
             return;
         }
-        let max = if GEN_AI_CONTENT_KEYS.contains(&key.as_ref()) {
+        let max = if key.starts_with("gen_ai.") && GEN_AI_CONTENT_KEYS.contains(&key.as_ref()) {
             GEN_AI_PROPERTY_VALUE
         } else {
             PROPERTY_VALUE
