@@ -112,11 +112,7 @@ fn theirs<C: HttpClient + 'static>(
     server: &IngestionServer,
     client: C,
 ) -> opentelemetry_application_insights::Exporter<C> {
-    let mut exporter = opentelemetry_application_insights::Exporter::new_from_connection_string(
-        server.connection_string(),
-        client,
-    )
-    .unwrap_or_else(|e| panic!("building their exporter: {e}"));
+    let mut exporter = support::http::theirs(server.connection_string(), client);
     exporter.set_resource(&support::resource());
     exporter
 }

@@ -120,11 +120,7 @@ fn theirs<C: HttpClient + 'static>(
     server: &IngestionServer,
     client: C,
 ) -> opentelemetry_application_insights::Exporter<C> {
-    opentelemetry_application_insights::Exporter::new_from_connection_string(
-        server.connection_string(),
-        client,
-    )
-    .unwrap_or_else(|e| panic!("building their exporter: {e}"))
+    support::http::theirs(server.connection_string(), client)
 }
 
 fn sizes(server: &IngestionServer, metrics: &ResourceMetrics) {

@@ -88,3 +88,15 @@ pub(crate) fn report_sizes(what: &str, items: usize, ours: &[Vec<u8>], theirs: &
         gz as f64 / their_gz.max(1) as f64,
     );
 }
+
+/// The other exporter, sending with `client` for `connection_string`.
+pub(crate) fn theirs<C: HttpClient + 'static>(
+    connection_string: String,
+    client: C,
+) -> opentelemetry_application_insights::Exporter<C> {
+    opentelemetry_application_insights::Exporter::new_from_connection_string(
+        connection_string,
+        client,
+    )
+    .unwrap_or_else(|e| panic!("building their exporter: {e}"))
+}
