@@ -12,6 +12,7 @@
 //!
 //! ```sh
 //! cargo run --release --example outage_memory -- steady          # 2000 spans/s for 30 s, down from 7.5 s to 22.5 s
+//! cargo run --release --example outage_memory -- steady hang     # the same, the service hanging instead of 503
 //! ```
 //!
 //! `steady` keeps the SDK's default batch processor (a queue of 2048 spans, which drops what
@@ -45,7 +46,10 @@ const IKEY: &str = "11111111-2222-4333-8444-555555555555";
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).peekable();
     let steady = args.peek().map(String::as_str) == Some("steady");
+    let mut hang = false;
     let (duration, spans, outage) = if steady {
+        args.next();
+        hang = args.next().as_deref() == Some("hang");
         (Duration::from_secs(30), 60_000, true)
     } else {
         let duration = Duration::from_secs(args.next().map_or(Ok(60), |a| a.parse())?);
@@ -54,6 +58,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     let sink = Sink::start()?;
+    sink.state.hang.store(hang, Ordering::SeqCst);
     let dir = TempDir::new();
     let exporter = SpanExporter::builder()
         .with_connection_string(format!(
@@ -277,6 +282,8 @@ struct Sink {
 
 struct SinkState {
     up: AtomicBool,
+    /// While down, never answer (and drop the connection when back up) instead of 503.
+    hang: AtomicBool,
     ids: Mutex<HashSet<u64>>,
     arrived: Condvar,
 }
@@ -287,6 +294,7 @@ impl Sink {
         let addr = listener.local_addr()?;
         let state = Arc::new(SinkState {
             up: AtomicBool::new(false),
+            hang: AtomicBool::new(false),
             ids: Mutex::new(HashSet::new()),
             arrived: Condvar::new(),
         });
@@ -383,6 +391,13 @@ fn serve(
         let mut body = vec![0; length];
         reader.read_exact(&mut body)?;
         requests.fetch_add(1, Ordering::Relaxed);
+        if !state.up.load(Ordering::SeqCst) && state.hang.load(Ordering::SeqCst) {
+            // A request lost in the outage: no answer until it ends, then a closed connection.
+            while !state.up.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            return Ok(());
+        }
         if !state.up.load(Ordering::SeqCst) {
             stream.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")?;
             continue;

@@ -64,7 +64,7 @@ pub(crate) fn span_to_envelopes<'a>(
     cx: &Context<'a>,
     out: &mut Vec<Envelope<'a>>,
 ) {
-    let mut properties = Properties::default();
+    let mut properties = Properties::with_capacity(span.attributes.len() + 1);
     let known = Known::scan(&span.attributes, Some(&mut properties));
     let sample_rate = sample_rate(known.first(SAMPLE_RATE));
     if !span.links.is_empty() {

@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::thread::JoinHandle;
@@ -197,6 +197,9 @@ struct Gate {
     stored: AtomicBool,
     /// Items dropped so far because the queue was full and they could not be stored.
     dropped: AtomicU64,
+    /// Deliveries handed off after their export returned and still running: while there are
+    /// any, an empty storage does not mean the endpoint recovered.
+    handed_off: AtomicUsize,
 }
 
 impl Gate {
@@ -208,6 +211,7 @@ impl Gate {
             wake: Notify::new(),
             stored: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
+            handed_off: AtomicUsize::new(0),
         }
     }
 
@@ -743,11 +747,14 @@ async fn job_task(
             // (its batch processor exports one batch at a time and drops what arrives while
             // its queue is full); this delivery goes on in the background and stores what it
             // cannot deliver. Until an answer comes, new exports go to disk at once.
+            shared.gate.handed_off.fetch_add(1, Ordering::AcqRel);
             shared
                 .gate
                 .set_failing("no answer from the ingestion endpoint within the hand-off time");
             let _ = reply.send(Ok(()));
-            if let Err(e) = delivery.await {
+            let result = delivery.await;
+            shared.gate.handed_off.fetch_sub(1, Ordering::AcqRel);
+            if let Err(e) = result {
                 opentelemetry::otel_warn!(
                     name: "AzureMonitor.Transmit.BackgroundDeliveryFailed",
                     message = "telemetry handed off after an export returned could not be delivered nor stored",
@@ -878,6 +885,12 @@ async fn replay(
         }
         let lease = match storage.lease_oldest(hold) {
             Ok(Some(lease)) => lease,
+            Ok(None) if gate.handed_off.load(Ordering::Acquire) > 0 => {
+                // Nothing stored yet, but a handed-off delivery is still waiting for the
+                // endpoint: it stores or succeeds soon; until then the circuit stays open.
+                next = Next::After(probes.next());
+                continue;
+            }
             Ok(None) => {
                 // Nothing to probe with: let the next export find out how the endpoint is.
                 gate.set_healthy();
