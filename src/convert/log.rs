@@ -36,7 +36,7 @@ use super::Context;
 use crate::wire::limits::{truncate_str, GEN_AI_PROPERTY_VALUE};
 use crate::wire::{
     tag, Bounded, Data, Envelope, EventData, ExceptionData, ExceptionDetails, Measurements,
-    MessageData, Properties, SeverityLevel, Tags, Timestamp,
+    MessageData, Properties, SeverityLevel, Tags, TimeAt, Timestamp,
 };
 
 pub(crate) use stack::{parse_stack, MAX_FRAMES_TEXT};
@@ -150,6 +150,7 @@ pub(crate) fn log_to_envelope<'a>(
         ikey: cx.ikey,
         tags,
         data,
+        time_at: TimeAt::AfterTags,
     }
 }
 

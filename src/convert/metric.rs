@@ -40,7 +40,7 @@ use super::attributes::{insert_property, is_synthetic};
 use super::semconv::Key;
 use super::Context;
 use crate::wire::{
-    tag, Bounded, Data, DataPoint, Envelope, MetricData, Properties, Tags, Timestamp,
+    tag, Bounded, Data, DataPoint, Envelope, MetricData, Properties, Tags, TimeAt, Timestamp,
 };
 
 /// Autocollected instrument names that produce no envelope (§5.3).
@@ -257,6 +257,7 @@ pub(crate) fn point_envelope<'a>(
         sample_rate: None,
         ikey: cx.ikey,
         tags,
+        time_at: TimeAt::AfterTags,
         data: Data::Metric(MetricData {
             ver: (),
             metrics: vec![DataPoint {

@@ -27,7 +27,7 @@ use super::semconv::{
 use super::Context;
 use crate::wire::{
     tag, Bounded, Data, DataPoint, Envelope, ExceptionData, ExceptionDetails, Measurements,
-    MessageData, MetricData, Properties, RemoteDependencyData, RequestData, Tags, TimeSpan,
+    MessageData, MetricData, Properties, RemoteDependencyData, RequestData, Tags, TimeAt, TimeSpan,
     Timestamp,
 };
 
@@ -106,6 +106,7 @@ pub(crate) fn span_to_envelopes<'a>(
         ikey: cx.ikey,
         tags,
         data,
+        time_at: TimeAt::Start,
     });
 
     if let Some((trace_id, span_id)) = event_ids {
@@ -373,6 +374,7 @@ fn event_envelope<'a>(
         ikey: cx.ikey,
         tags,
         data,
+        time_at: TimeAt::Start,
     }
 }
 
@@ -402,6 +404,7 @@ pub(crate) fn resource_envelope<'a>(
         sample_rate: None,
         ikey: cx.ikey,
         tags: Tags::new(cx.tags),
+        time_at: TimeAt::AfterTags,
         data: Data::Metric(MetricData {
             ver: (),
             metrics: vec![DataPoint {

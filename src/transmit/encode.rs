@@ -336,7 +336,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::wire::{Data, EventData, MessageData, SharedTags, Tags, Timestamp};
+    use crate::wire::{Data, EventData, MessageData, SharedTags, Tags, TimeAt, Timestamp};
 
     fn message<'a>(shared: &'a SharedTags, text: &str, props: &[(&str, String)]) -> Envelope<'a> {
         let mut data = MessageData {
@@ -352,6 +352,7 @@ mod tests {
             ikey: "00000000-0000-0000-0000-000000000000",
             tags: Tags::new(shared),
             data: Data::Message(data),
+            time_at: TimeAt::AfterTags,
         }
     }
 

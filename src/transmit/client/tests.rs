@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::transmit::encode::encode;
-use crate::wire::{Data, Envelope, MessageData, SharedTags, Tags, Timestamp};
+use crate::wire::{Data, Envelope, MessageData, SharedTags, Tags, TimeAt, Timestamp};
 
 /// A request as the server saw it.
 #[derive(Clone, Debug)]
@@ -246,6 +246,7 @@ fn items(n: usize) -> EncodedItems {
             message: format!("m{i}").into(),
             ..Default::default()
         }),
+        time_at: TimeAt::AfterTags,
     }))
 }
 
