@@ -29,7 +29,7 @@ use opentelemetry::{InstrumentationScope, SpanId, TraceId};
 use opentelemetry_sdk::logs::SdkLogRecord;
 
 use super::attributes::{
-    custom_measurements_json, hex, push_json_str, set_context_tags, AttributeLookup,
+    custom_measurements_json, push_json_str, set_context_tags, AttributeLookup,
 };
 use super::semconv::{Key, COUNT, REQUEST_LOCATION_IP};
 use super::Context;
@@ -93,8 +93,7 @@ pub(crate) fn log_to_envelope<'a>(
         // R (§4.3): only a valid context; PY writes zero ids.
         if tc.trace_id != TraceId::INVALID && tc.span_id != SpanId::INVALID {
             // `Display` of the ids is lower-case hex, 32 and 16 digits.
-            tags.set(tag::OPERATION_ID, hex(&tc.trace_id.to_bytes()));
-            tags.set(tag::OPERATION_PARENT_ID, hex(&tc.span_id.to_bytes()));
+            tags.set_operation(tc.trace_id.to_bytes(), Some(tc.span_id.to_bytes()));
         }
     }
     if let Some(name) = known.text(&[Key::AiOperationName]) {

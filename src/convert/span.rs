@@ -75,23 +75,18 @@ pub(crate) fn span_to_envelopes<'a>(
         custom_measurements(v, &mut measurements);
     }
 
-    let trace_id = hex(&span.span_context.trace_id().to_bytes());
-    let span_id = hex(&span.span_context.span_id().to_bytes());
-    // The events need the ids too; clone only when there are events.
-    let event_ids = (!span.events.is_empty()).then(|| (trace_id.clone(), span_id.clone()));
+    let trace_id = span.span_context.trace_id().to_bytes();
+    let span_id = span.span_context.span_id().to_bytes();
 
     let mut tags = Tags::new(cx.tags);
-    tags.set(tag::OPERATION_ID, trace_id);
-    if span.parent_span_id != SpanId::INVALID {
-        tags.set(
-            tag::OPERATION_PARENT_ID,
-            hex(&span.parent_span_id.to_bytes()),
-        );
-    }
+    tags.set_operation(
+        trace_id,
+        (span.parent_span_id != SpanId::INVALID).then(|| span.parent_span_id.to_bytes()),
+    );
     let common = Common {
         span,
         known: &known,
-        id: span_id,
+        id: hex(&span_id),
         properties,
         measurements,
     };
@@ -109,14 +104,13 @@ pub(crate) fn span_to_envelopes<'a>(
         time_at: TimeAt::Start,
     });
 
-    if let Some((trace_id, span_id)) = event_ids {
+    if !span.events.is_empty() {
         let span_session = known.str(&[Key::SessionId]);
         for event in span.events.iter() {
             out.push(event_envelope(
                 event,
                 cx,
-                trace_id.clone(),
-                span_id.clone(),
+                (trace_id, span_id),
                 span_session,
                 sample_rate,
             ));
@@ -320,8 +314,7 @@ fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyDat
 fn event_envelope<'a>(
     event: &'a Event,
     cx: &Context<'a>,
-    trace_id: String,
-    span_id: String,
+    (trace_id, span_id): ([u8; 16], [u8; 8]),
     span_session: Option<&'a str>,
     sample_rate: Option<f64>,
 ) -> Envelope<'a> {
@@ -332,8 +325,7 @@ fn event_envelope<'a>(
         custom_measurements(v, &mut measurements);
     }
     let mut tags = Tags::new(cx.tags);
-    tags.set(tag::OPERATION_ID, trace_id);
-    tags.set(tag::OPERATION_PARENT_ID, span_id);
+    tags.set_operation(trace_id, Some(span_id));
     if let Some(session) = k.str(&[Key::SessionId]).or(span_session) {
         tags.set(tag::SESSION_ID, session);
     }

@@ -121,7 +121,9 @@ pub(crate) struct Transmitter {
     stopped: AtomicBool,
     timeout: Duration,
     gate: Arc<Gate>,
-    gzip_level: u32,
+    /// The worker's state, for [`request_bodies`](Self::request_bodies).
+    #[cfg(feature = "testing")]
+    shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Transmitter {
@@ -304,7 +306,8 @@ impl Transmitter {
     /// `request_bodies` of the exporters, behind the `testing` feature).
     #[cfg(feature = "testing")]
     pub(crate) fn request_bodies(&self, items: &EncodedItems) -> Vec<Vec<u8>> {
-        Gzip::new(self.gzip_level)
+        // The worker's own compressor, as an export uses it.
+        self.shared
             .bodies(items, 0..items.len())
             .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
             .unwrap_or_default()
@@ -344,6 +347,8 @@ impl Transmitter {
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std_mpsc::sync_channel::<std::io::Result<()>>(1);
         let (done_tx, done_rx) = std_mpsc::sync_channel::<()>(1);
+        #[cfg(feature = "testing")]
+        let for_request_bodies = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("azure-monitor-transmit".into())
             .spawn(move || {
@@ -391,7 +396,8 @@ impl Transmitter {
             stopped: AtomicBool::new(false),
             timeout: cfg.timeout,
             gate,
-            gzip_level: cfg.gzip_level,
+            #[cfg(feature = "testing")]
+            shared: for_request_bodies,
         })
     }
 

@@ -65,43 +65,28 @@ impl EncodedItems {
     }
 
     /// Serializes `envelope` and appends it. An item over [`MAX_ITEM_BYTES`] is shrunk until
-    /// it fits; if it cannot be made to fit (or cannot be serialized) it is dropped, reported
-    /// through the internal log and counted in [`dropped`](Self::dropped). Returns whether the
-    /// item was kept.
+    /// it fits; if it cannot be made to fit it is dropped, reported through the internal log
+    /// and counted in [`dropped`](Self::dropped). Returns whether the item was kept.
     pub(crate) fn push(&mut self, mut envelope: Envelope<'_>) -> bool {
         let start = self.buf.len();
         loop {
-            match envelope.write_json(&mut self.buf) {
-                Ok(()) if self.buf.len() - start <= MAX_ITEM_BYTES => {
-                    self.ends.push(self.buf.len());
-                    self.buf.push(SEPARATOR);
-                    return true;
-                }
-                Ok(()) => {
-                    let size = self.buf.len() - start;
-                    self.buf.truncate(start);
-                    if !envelope.shrink() {
-                        self.dropped += 1;
-                        opentelemetry::otel_warn!(
-                            name: "AzureMonitor.Transmit.ItemTooLarge",
-                            message = "a telemetry item is larger than the 64 KiB the ingestion service accepts, even with its properties cut, and was dropped",
-                            envelope = envelope.data.envelope_name(),
-                            bytes = size
-                        );
-                        return false;
-                    }
-                }
-                Err(e) => {
-                    self.buf.truncate(start);
-                    self.dropped += 1;
-                    opentelemetry::otel_warn!(
-                        name: "AzureMonitor.Transmit.ItemNotSerializable",
-                        message = "a telemetry item could not be serialized and was dropped",
-                        envelope = envelope.data.envelope_name(),
-                        error = e.to_string()
-                    );
-                    return false;
-                }
+            envelope.write_json(&mut self.buf);
+            let size = self.buf.len() - start;
+            if size <= MAX_ITEM_BYTES {
+                self.ends.push(self.buf.len());
+                self.buf.push(SEPARATOR);
+                return true;
+            }
+            self.buf.truncate(start);
+            if !envelope.shrink() {
+                self.dropped += 1;
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Transmit.ItemTooLarge",
+                    message = "a telemetry item is larger than the 64 KiB the ingestion service accepts, even with its properties cut, and was dropped",
+                    envelope = envelope.data.envelope_name(),
+                    bytes = size
+                );
+                return false;
             }
         }
     }

@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 
 use super::data::Data;
 use super::format::Timestamp;
+use super::json;
 use super::limits::{
     truncate_cow, GEN_AI_PROPERTY_VALUE, MEASUREMENT_KEY, PROPERTY_KEY, PROPERTY_VALUE,
 };
@@ -52,6 +53,9 @@ pub(crate) struct Tags<'a> {
     shared: &'a [(&'static str, String)],
     /// The shared tags as JSON object members, written once per batch (see [`SharedTags`]).
     shared_json: &'a str,
+    /// `ai.operation.id` and `ai.operation.parentId`, kept as bytes and written as hex: the
+    /// two tags nearly every item has, without allocating their text.
+    operation: Option<([u8; 16], Option<[u8; 8]>)>,
     own: Vec<(&'static str, Cow<'a, str>)>,
 }
 
@@ -61,8 +65,15 @@ impl<'a> Tags<'a> {
         Tags {
             shared: &shared.tags,
             shared_json: &shared.json,
+            operation: None,
             own: Vec::new(),
         }
+    }
+
+    /// Sets `ai.operation.id` to the trace id and `ai.operation.parentId` to the parent span id,
+    /// if any (lower-case hex, 32 and 16 digits). They are written right after the shared tags.
+    pub(crate) fn set_operation(&mut self, trace_id: [u8; 16], parent_id: Option<[u8; 8]>) {
+        self.operation = Some((trace_id, parent_id));
     }
 
     /// Sets a tag, truncated to its limit. Empty values are not sent.
@@ -83,7 +94,7 @@ impl<'a> Tags<'a> {
 impl Tags<'_> {
     /// Writes the members of the tags object (without braces), as [`Serialize`] would, but
     /// with the shared tags copied from their pre-written JSON.
-    fn write_members(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    fn write_members(&self, out: &mut Vec<u8>) {
         let overridden = self
             .own
             .iter()
@@ -92,33 +103,76 @@ impl Tags<'_> {
         if overridden {
             for (k, v) in self.shared {
                 if !self.own.iter().any(|(own, _)| own == k) {
-                    write_member(out, &mut first, k, v)?;
+                    write_tag(out, &mut first, k, v);
                 }
             }
         } else if !self.shared_json.is_empty() {
             out.extend_from_slice(self.shared_json.as_bytes());
             first = false;
         }
-        for (k, v) in &self.own {
-            write_member(out, &mut first, k, v)?;
+        if let Some((trace_id, parent_id)) = &self.operation {
+            write_hex_member(out, &mut first, tag::OPERATION_ID.name, trace_id);
+            if let Some(parent_id) = parent_id {
+                write_hex_member(out, &mut first, tag::OPERATION_PARENT_ID.name, parent_id);
+            }
         }
-        Ok(())
+        for (k, v) in &self.own {
+            write_tag(out, &mut first, k, v);
+        }
+    }
+
+    /// The operation ids as `(key, hex)` pairs, for [`Serialize`].
+    fn operation_members(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        self.operation.iter().flat_map(|(trace_id, parent_id)| {
+            std::iter::once((tag::OPERATION_ID.name, hex(trace_id))).chain(
+                parent_id
+                    .iter()
+                    .map(|p| (tag::OPERATION_PARENT_ID.name, hex(p))),
+            )
+        })
     }
 }
 
-/// Writes `"key":"value"` (escaped), preceded by a comma unless it is the first member.
-fn write_member(
-    out: &mut Vec<u8>,
-    first: &mut bool,
-    key: &str,
-    value: &str,
-) -> serde_json::Result<()> {
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(2 * bytes.len());
+    json::write_hex(&mut out, bytes);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes `"key":`, preceded by a comma unless it is the first member. Tag keys are ours and
+/// need no escape.
+fn write_tag_key(out: &mut Vec<u8>, first: &mut bool, key: &'static str) {
     if !std::mem::take(first) {
         out.push(b',');
     }
-    serde_json::to_writer(&mut *out, key)?;
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// Writes the tag `"key":"value"` (the value escaped).
+fn write_tag(out: &mut Vec<u8>, first: &mut bool, key: &'static str, value: &str) {
+    write_tag_key(out, first, key);
+    json::write_str(out, value);
+}
+
+/// Writes the tag `"key":"<hex of bytes>"`.
+fn write_hex_member(out: &mut Vec<u8>, first: &mut bool, key: &'static str, bytes: &[u8]) {
+    write_tag_key(out, first, key);
+    out.push(b'"');
+    json::write_hex(out, bytes);
+    out.push(b'"');
+}
+
+/// Writes `"key":"value"` (escaped), preceded by a comma unless it is the first member.
+fn write_member(out: &mut Vec<u8>, first: &mut bool, key: &str, value: &str) {
+    if !std::mem::take(first) {
+        out.push(b',');
+    }
+    json::write_str(out, key);
     out.push(b':');
-    serde_json::to_writer(&mut *out, value)
+    json::write_str(out, value);
 }
 
 impl Serialize for Tags<'_> {
@@ -128,6 +182,9 @@ impl Serialize for Tags<'_> {
             if !self.own.iter().any(|(own, _)| own == k) {
                 map.serialize_entry(k, v)?;
             }
+        }
+        for (k, v) in self.operation_members() {
+            map.serialize_entry(k, &v)?;
         }
         for (k, v) in &self.own {
             map.serialize_entry(k, v)?;
@@ -159,8 +216,7 @@ impl SharedTags {
         let mut json = Vec::new();
         let mut first = true;
         for (k, v) in &self.tags {
-            // Writing strings into a Vec cannot fail.
-            let _ = write_member(&mut json, &mut first, k, v);
+            write_tag(&mut json, &mut first, k, v);
         }
         self.json = String::from_utf8(json).unwrap_or_default();
     }
@@ -250,6 +306,18 @@ impl<'a> Properties<'a> {
     }
 }
 
+impl Properties<'_> {
+    /// Appends the properties as a JSON object: the same bytes as the [`Serialize`] form.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        let mut first = true;
+        for (k, v) in &self.0 {
+            write_member(out, &mut first, k, v);
+        }
+        out.push(b'}');
+    }
+}
+
 impl Serialize for Properties<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
@@ -286,6 +354,22 @@ impl<'a> Measurements<'a> {
     #[cfg(test)]
     pub(crate) fn get(&self, key: &str) -> Option<f64> {
         self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl Measurements<'_> {
+    /// Appends the measurements as a JSON object: the same bytes as the [`Serialize`] form.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        out.push(b'{');
+        for (i, (k, v)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::write_str(out, k);
+            out.push(b':');
+            json::write_f64(out, *v);
+        }
+        out.push(b'}');
     }
 }
 
@@ -369,26 +453,25 @@ impl Envelope<'_> {
 impl Envelope<'_> {
     /// Appends this item's JSON to `out`: the same bytes as its [`Serialize`] form, written
     /// faster. The fixed keys and the batch's shared tags are copied, not escaped again.
-    pub(crate) fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"name\":\"");
         out.extend_from_slice(self.data.envelope_name().as_bytes());
         out.push(b'"');
         let time_first = self.time_first();
         if time_first {
-            self.write_time(out)?;
+            self.write_time(out);
         }
         out.extend_from_slice(b",\"iKey\":");
-        serde_json::to_writer(&mut *out, self.ikey)?;
+        json::write_str(out, self.ikey);
         out.extend_from_slice(b",\"tags\":{");
-        self.tags.write_members(out)?;
+        self.tags.write_members(out);
         out.push(b'}');
         if !time_first {
-            self.write_time(out)?;
+            self.write_time(out);
         }
         out.extend_from_slice(b",\"data\":");
-        serde_json::to_writer(&mut *out, &self.data)?;
+        self.data.write_json(out);
         out.push(b'}');
-        Ok(())
     }
 
     /// Whether the time comes before `iKey` and `tags` (see [`TimeAt`]).
@@ -397,15 +480,14 @@ impl Envelope<'_> {
     }
 
     /// Writes `,"time":"…"` and the sample rate, if any.
-    fn write_time(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    fn write_time(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b",\"time\":\"");
         out.extend_from_slice(&self.time.to_bytes());
         out.push(b'"');
         if let Some(rate) = self.sample_rate {
             out.extend_from_slice(b",\"sampleRate\":");
-            serde_json::to_writer(&mut *out, &rate)?;
+            json::write_f64(out, rate);
         }
-        Ok(())
     }
 }
 
@@ -507,7 +589,7 @@ mod tests {
                 time_at,
             };
             let mut fast = Vec::new();
-            envelope.write_json(&mut fast).unwrap();
+            envelope.write_json(&mut fast);
             let slow = serde_json::to_vec(&envelope).unwrap();
             assert_eq!(
                 String::from_utf8_lossy(&fast),

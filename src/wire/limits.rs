@@ -61,7 +61,6 @@ impl<'a, const MAX: usize> Bounded<'a, MAX> {
     }
 
     /// The (possibly truncated) text.
-    #[cfg(test)]
     pub(crate) fn as_str(&self) -> &str {
         &self.0
     }

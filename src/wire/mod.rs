@@ -9,6 +9,7 @@
 pub(crate) mod data;
 pub(crate) mod envelope;
 pub(crate) mod format;
+mod json;
 pub(crate) mod limits;
 mod response;
 
