@@ -499,4 +499,6 @@ impl<'a> AttributeLookup<'a> for LogKnown<'a> {
 }
 
 #[cfg(test)]
+mod py_cases;
+#[cfg(test)]
 mod tests;

@@ -274,4 +274,6 @@ pub(crate) fn point_envelope<'a>(
 }
 
 #[cfg(test)]
+mod py_cases;
+#[cfg(test)]
 mod tests;
