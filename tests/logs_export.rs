@@ -154,6 +154,96 @@ fn tracing_events_become_traces_exceptions_and_events() {
     let _ = tracer_provider.shutdown();
 }
 
+#[test]
+fn availability_results_arrive_as_availability_data() {
+    use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _};
+
+    let server = IngestionServer::start().expect("server");
+    let provider = provider(&server);
+    let subscriber =
+        tracing_subscriber::registry().with(OpenTelemetryTracingBridge::new(&provider));
+    tracing::subscriber::with_default(subscriber, || {
+        // From `tracing`: the duration in milliseconds, success as a boolean.
+        tracing::warn!(
+            microsoft.availability.id = "run-1",
+            microsoft.availability.name = "checkout ping",
+            microsoft.availability.duration = 1250,
+            microsoft.availability.success = false,
+            microsoft.availability.runLocation = "westeurope",
+            region = "eu",
+            "checkout answered 503"
+        );
+        // A duration that cannot be sent: a trace, nothing lost.
+        tracing::info!(
+            microsoft.availability.id = "run-2",
+            microsoft.availability.name = "checkout ping",
+            microsoft.availability.duration = "1.25 s",
+            microsoft.availability.success = true,
+            "not a TimeSpan"
+        );
+    });
+    // From the OpenTelemetry logs API: a TimeSpan string, an explicit (empty) message.
+    let logger = provider.logger("probes");
+    let mut record = logger.create_log_record();
+    record.set_body(AnyValue::from("ignored: the message attribute wins"));
+    record.add_attributes([
+        ("microsoft.availability.id", AnyValue::from("run-3")),
+        ("microsoft.availability.name", AnyValue::from("search ping")),
+        (
+            "microsoft.availability.duration",
+            AnyValue::from("00:00:00.250"),
+        ),
+        ("microsoft.availability.success", AnyValue::from("True")),
+        ("microsoft.availability.message", AnyValue::from("")),
+    ]);
+    logger.emit(record);
+    provider.force_flush().expect("flush");
+    assert_all_accepted(&server);
+    let items = server.envelopes();
+    assert_eq!(items.len(), 3, "{items:#?}");
+
+    let find = |id: &str| {
+        items
+            .iter()
+            .find(|v| v["data"]["baseData"]["id"] == id)
+            .unwrap_or_else(|| panic!("no availability result {id} in {items:#?}"))
+    };
+    let failed = find("run-1");
+    assert_eq!(failed["name"], "Microsoft.ApplicationInsights.Availability");
+    assert_eq!(failed["tags"]["ai.cloud.role"], "shop.checkout");
+    assert_eq!(
+        failed["data"],
+        serde_json::json!({
+            "baseType": "AvailabilityData",
+            "baseData": {
+                "ver": 2,
+                "id": "run-1",
+                "name": "checkout ping",
+                "duration": "0.00:00:01.250000",
+                "success": false,
+                "runLocation": "westeurope",
+                "message": "checkout answered 503",
+                "properties": {"region": "eu", "logger_name": module_path!()},
+            },
+        })
+    );
+    let ok = &find("run-3")["data"]["baseData"];
+    assert_eq!(ok["duration"], "00:00:00.250");
+    assert_eq!(ok["success"], true);
+    assert_eq!(ok["message"], "");
+    assert_eq!(
+        ok["properties"],
+        serde_json::json!({"logger_name": "probes"})
+    );
+
+    let trace = item(&items, "not a TimeSpan");
+    assert_eq!(trace["data"]["baseType"], "MessageData");
+    let props = &trace["data"]["baseData"]["properties"];
+    assert_eq!(props["microsoft.availability.id"], "run-2");
+    assert_eq!(props["microsoft.availability.duration"], "1.25 s");
+    provider.shutdown().expect("shutdown");
+}
+
 /// A `log` logger that drops the records of the HTTP stack.
 struct WithoutOwnTraffic<L>(L);
 

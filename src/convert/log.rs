@@ -1,23 +1,31 @@
-//! Log records → `ExceptionData` / `EventData` / `MessageData` (MAPPING.md §4, the Python
-//! exporter's order with the recommended "R" rules).
+//! Log records → `ExceptionData` / `EventData` / `AvailabilityData` / `MessageData`
+//! (MAPPING.md §4, the Python exporter's order with the recommended "R" rules).
 //!
 //! Classification, first match wins:
 //!
 //! 1. **exception**: the record has `exception.type` or `exception.message` (present, even
-//!    empty; §4.1); or, beyond the official exporters, its severity is `ERROR` or higher and it
-//!    has a non-empty `error` attribute. That is how `tracing` users log errors
-//!    (`tracing::error!(error = %e, "...")`: the appender records `%e` as the attribute `error`,
-//!    and only a `&dyn Error` value as `exception.message`), and it puts those errors under
-//!    Failures in the portal;
+//!    empty; §4.1);
 //! 2. **custom event**: `microsoft.custom_event.name` (or the Python exporter's legacy event
 //!    marker attribute) is present;
-//! 3. otherwise a **trace** (`MessageData`).
+//! 3. **availability result**: `microsoft.availability.id`, `.name`, `.duration` and
+//!    `.success` are all present and not empty, and the duration is a TimeSpan string or a
+//!    number of milliseconds (see [`availability`] for the fields);
+//! 4. **exception**, beyond the official exporters: the severity is `ERROR` or higher and the
+//!    record has a non-empty `error` attribute. That is how `tracing` users log errors
+//!    (`tracing::error!(error = %e, "...")`: the appender records `%e` as the attribute `error`,
+//!    and only a `&dyn Error` value as `exception.message`), and it puts those errors under
+//!    Failures in the portal. It comes after the explicit markers: an event or an availability
+//!    test that failed with an `error` stays what it says it is;
+//! 5. otherwise a **trace** (`MessageData`).
 //!
-//! Availability records (`microsoft.availability.*`) are not mapped: they become traces, and
-//! those attributes stay in the properties, so nothing is lost.
+//! The `microsoft.availability.*` attributes are consumed by an availability result (PY
+//! `_IGNORED_ATTRS`). A record that does not become one (a required attribute missing or empty,
+//! a duration that cannot be sent, or an exception or event first) keeps them as properties,
+//! where PY drops them, so nothing is lost and the reason can be seen.
 //!
 //! Everything borrows from the record where it can.
 
+mod availability;
 mod stack;
 
 use std::borrow::Cow;
@@ -35,9 +43,10 @@ use super::semconv::{Key, COUNT, REQUEST_LOCATION_IP};
 use super::Context;
 use crate::wire::limits::{truncate_str, GEN_AI_PROPERTY_VALUE};
 use crate::wire::{
-    tag, Bounded, Data, Envelope, EventData, ExceptionData, ExceptionDetails, Measurements,
-    MessageData, Properties, SeverityLevel, Tags, TimeAt, Timestamp,
+    tag, AvailabilityData, Bounded, Data, Envelope, EventData, ExceptionData, ExceptionDetails,
+    Measurements, MessageData, Properties, SeverityLevel, Tags, TimeAt, Timestamp,
 };
+use availability::Availability;
 
 pub(crate) use stack::{parse_stack, MAX_FRAMES_TEXT};
 
@@ -102,7 +111,16 @@ pub(crate) fn log_to_envelope<'a>(
     set_context_tags(&mut tags, &known, REQUEST_LOCATION_IP);
 
     let severity = severity_level(record.severity_number());
-    let data = match classify(&known, record.severity_number()) {
+    let kind = classify(&known, record.severity_number());
+    if !matches!(kind, Kind::Availability(_)) {
+        // Not consumed: kept as properties (see the module docs).
+        for key in availability::KEYS {
+            if let Some(v) = known.get(key) {
+                properties.insert(key.as_str(), render_any(v, MAX_PROPERTY_BYTES));
+            }
+        }
+    }
+    let data = match kind {
         Kind::Exception => {
             let (details, unused_message) = exception_details(record, &known);
             if let Some(message) = unused_message {
@@ -129,6 +147,20 @@ pub(crate) fn log_to_envelope<'a>(
                 ..EventData::default()
             })
         }
+        Kind::Availability(a) => Data::Availability(AvailabilityData {
+            id: Bounded::new(a.id),
+            name: Bounded::new(a.name),
+            duration: a.duration,
+            success: a.success,
+            run_location: a.run_location.map(Bounded::new),
+            // PY: the body when there is no message attribute, even an empty one.
+            message: Some(Bounded::new(
+                a.message.unwrap_or_else(|| body_text(record.body())),
+            )),
+            properties,
+            measurements,
+            ..AvailabilityData::default()
+        }),
         Kind::Message => Data::Message(MessageData {
             message: Bounded::new(
                 non_empty(body_text(record.body())).unwrap_or(Cow::Borrowed(DEFAULT_MESSAGE)),
@@ -154,21 +186,23 @@ pub(crate) fn log_to_envelope<'a>(
 }
 
 /// What a record becomes (§4.1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+enum Kind<'a> {
     Exception,
     Event,
+    Availability(Availability<'a>),
     Message,
 }
 
 /// §4.1, first match wins; see the module docs.
-fn classify(known: &LogKnown<'_>, severity: Option<Severity>) -> Kind {
+fn classify<'a>(known: &LogKnown<'a>, severity: Option<Severity>) -> Kind<'a> {
     if known.get(Key::ExceptionType).is_some() || known.get(Key::ExceptionMessage).is_some() {
         Kind::Exception
     } else if known.get(Key::MicrosoftCustomEventName).is_some()
         || known.get(Key::EventMarker).is_some()
     {
         Kind::Event
+    } else if let Some(a) = availability::read(known) {
+        Kind::Availability(a)
     } else if severity.is_some_and(|s| s >= Severity::Error)
         && known.first(&[Key::TracingError]).is_some()
     {
@@ -418,8 +452,8 @@ struct LogKnown<'a> {
 
 impl<'a> LogKnown<'a> {
     /// Reads the attributes once: known keys into their slot (a repeated key: the last one
-    /// wins), every attribute but the consumed ones into `properties` (§4.3: unlike spans,
-    /// `http.*` and similar keys are kept).
+    /// wins), every attribute but the consumed ones and the availability keys into
+    /// `properties` (§4.3: unlike spans, `http.*` and similar keys are kept).
     fn scan(record: &'a SdkLogRecord, properties: &mut Properties<'a>) -> Self {
         let mut slots = [None; COUNT];
         for (key, value) in record.attributes_iter() {
@@ -430,7 +464,8 @@ impl<'a> LogKnown<'a> {
                     *slot = Some(value);
                 }
             }
-            if !known.is_some_and(is_consumed) {
+            // Availability keys: added after classification unless consumed.
+            if !known.is_some_and(|k| is_consumed(k) || availability::KEYS.contains(&k)) {
                 properties.insert(key, render_any(value, MAX_PROPERTY_BYTES));
             }
         }
@@ -463,5 +498,7 @@ impl<'a> AttributeLookup<'a> for LogKnown<'a> {
     }
 }
 
+#[cfg(test)]
+mod py_cases;
 #[cfg(test)]
 mod tests;

@@ -275,4 +275,6 @@ pub(crate) fn point_envelope<'a>(
 }
 
 #[cfg(test)]
+mod py_cases;
+#[cfg(test)]
 mod tests;

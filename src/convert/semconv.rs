@@ -131,6 +131,13 @@ keys! {
     MicrosoftCustomEventName = "microsoft.custom_event.name",
     EventMarker = "APPLICATION_INSIGHTS_EVENT_MARKER_ATTRIBUTE",
     AiOperationName = "ai.operation.name",
+    // Availability results (MAPPING.md §4.1, §4.2)
+    MicrosoftAvailabilityId = "microsoft.availability.id",
+    MicrosoftAvailabilityName = "microsoft.availability.name",
+    MicrosoftAvailabilityDuration = "microsoft.availability.duration",
+    MicrosoftAvailabilitySuccess = "microsoft.availability.success",
+    MicrosoftAvailabilityRunLocation = "microsoft.availability.runLocation",
+    MicrosoftAvailabilityMessage = "microsoft.availability.message",
     // The field `tracing` users conventionally give an error (`error = %e`).
     TracingError = "error",
     // Resource

@@ -899,6 +899,72 @@ mod tests {
         }
     }
 
+    /// `AvailabilityData` (swagger v2.1, INGESTION §3): `id`, `name`, `duration`, `success`
+    /// required; an empty optional `message` is fine.
+    #[test]
+    fn availability_items() {
+        let item = |base_data: Value| {
+            serde_json::json!({
+                "name": "Microsoft.ApplicationInsights.Availability",
+                "time": "2024-01-31T12:00:00.0000000Z",
+                "iKey": "11111111-2222-4333-8444-555555555555",
+                "data": {"baseType": "AvailabilityData", "baseData": base_data},
+            })
+        };
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_706_702_400);
+        let check = |base_data: Value| check_item(&item(base_data), now, None);
+        let valid = || {
+            serde_json::json!({"ver": 2, "id": "run-1", "name": "ping",
+                               "duration": "0.00:00:01.250000", "success": true,
+                               "runLocation": "westeurope", "message": ""})
+        };
+        assert_eq!(check(valid()), Ok(()));
+        let with = |field: &str, value: Value| {
+            let mut v = valid();
+            v[field] = value;
+            check(v)
+        };
+        let without = |field: &str| {
+            let mut v = valid();
+            v.as_object_mut().map(|o| o.remove(field));
+            check(v)
+        };
+        assert_eq!(without("message"), Ok(()));
+        assert_eq!(without("runLocation"), Ok(()));
+        assert_eq!(with("message", Value::from("m".repeat(8192))), Ok(()));
+        for (field, value, code) in [
+            ("id", Value::from(""), "109: Field 'id'"),
+            ("name", Value::Null, "109: Field 'name'"),
+            ("id", Value::from("i".repeat(513)), "100: Field 'id'"),
+            ("name", Value::from("n".repeat(1025)), "100: Field 'name'"),
+            (
+                "runLocation",
+                Value::from("r".repeat(1025)),
+                "100: Field 'runLocation'",
+            ),
+            (
+                "message",
+                Value::from("m".repeat(8193)),
+                "100: Field 'message'",
+            ),
+            ("duration", Value::from("5000"), "108: Field 'duration'"),
+            ("duration", Value::from(5000), "Field 'duration'"),
+            ("success", Value::from("true"), "Field 'success'"),
+        ] {
+            let result = with(field, value);
+            assert!(
+                result.as_ref().is_err_and(|e| e.starts_with(code)),
+                "{field}: {result:?}"
+            );
+        }
+        for field in ["id", "name", "duration", "success"] {
+            assert!(
+                without(field).is_err_and(|e| e.starts_with("109:")),
+                "{field}"
+            );
+        }
+    }
+
     #[test]
     fn excerpt_is_char_safe() {
         let long = "é".repeat(100);

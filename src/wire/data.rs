@@ -1,6 +1,7 @@
 //! The domain types carried in `data.baseData` (Track API v2.1 swagger), with their limits.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -159,6 +160,117 @@ pub(crate) struct EventData<'a> {
     pub(crate) measurements: Measurements<'a>,
 }
 
+/// Longest duration the service accepts, exclusive: 1000 days (INGESTION.md, "Duration format").
+const MAX_DURATION: Duration = Duration::from_secs(1000 * 86_400);
+
+/// `duration` of an [`AvailabilityData`]: a .NET TimeSpan string, valid by construction. Either a
+/// [`TimeSpan`] this crate writes, or a caller's text that was checked to be in TimeSpan form
+/// (`[d.]hh:mm:ss[.f]`, at most 7 fraction digits, less than 1000 days) and is sent as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AvailabilityDuration<'a>(DurationRepr<'a>);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum DurationRepr<'a> {
+    Span(TimeSpan),
+    Text(Cow<'a, str>),
+}
+
+impl Default for AvailabilityDuration<'_> {
+    fn default() -> Self {
+        AvailabilityDuration(DurationRepr::Span(TimeSpan::default()))
+    }
+}
+
+impl<'a> AvailabilityDuration<'a> {
+    /// `text` when it is a TimeSpan the service accepts, else `None`.
+    pub(crate) fn from_text(text: impl Into<Cow<'a, str>>) -> Option<Self> {
+        let text = text.into();
+        is_timespan(&text).then_some(AvailabilityDuration(DurationRepr::Text(text)))
+    }
+
+    /// A duration of less than 1000 days, else `None` (the service refuses longer ones).
+    pub(crate) fn from_duration(duration: Duration) -> Option<Self> {
+        (duration < MAX_DURATION)
+            .then_some(AvailabilityDuration(DurationRepr::Span(TimeSpan(duration))))
+    }
+
+    /// A number of milliseconds: finite, not negative and less than 1000 days, else `None`.
+    pub(crate) fn from_millis(millis: f64) -> Option<Self> {
+        if millis.is_nan() || millis < 0.0 {
+            return None;
+        }
+        Duration::try_from_secs_f64(millis / 1000.0)
+            .ok()
+            .and_then(Self::from_duration)
+    }
+}
+
+impl Serialize for AvailabilityDuration<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            DurationRepr::Span(span) => span.serialize(serializer),
+            DurationRepr::Text(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
+/// Whether `text` is a .NET TimeSpan as the service accepts it: `[d.]hh:mm:ss[.f{1,7}]`, with
+/// at most 3 digits of days (less than 1000 days), hours 0–23, minutes and seconds 0–59.
+pub(crate) fn is_timespan(text: &str) -> bool {
+    let (days, rest) = match text.split_once('.') {
+        // A dot before the first colon separates the days.
+        Some((days, rest)) if !days.contains(':') => (Some(days), rest),
+        _ => (None, text),
+    };
+    if let Some(days) = days {
+        if !(1..=3).contains(&days.len()) || !days.bytes().all(|c| c.is_ascii_digit()) {
+            return false;
+        }
+    }
+    let (clock, fraction) = match rest.split_once('.') {
+        Some((clock, fraction)) => (clock, Some(fraction)),
+        None => (rest, None),
+    };
+    if let Some(fraction) = fraction {
+        if !(1..=7).contains(&fraction.len()) || !fraction.bytes().all(|c| c.is_ascii_digit()) {
+            return false;
+        }
+    }
+    let two = |at: usize, max: u8| match clock.as_bytes().get(at..at + 2) {
+        Some(&[a, b]) if a.is_ascii_digit() && b.is_ascii_digit() => {
+            (a - b'0') * 10 + (b - b'0') <= max
+        }
+        _ => false,
+    };
+    clock.len() == 8
+        && clock.as_bytes().get(2) == Some(&b':')
+        && clock.as_bytes().get(5) == Some(&b':')
+        && two(0, 23)
+        && two(3, 59)
+        && two(6, 59)
+}
+
+/// `AvailabilityData`: the result of an availability test (a log record with the
+/// `microsoft.availability.*` attributes, MAPPING.md §4.2).
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AvailabilityData<'a> {
+    #[serde(serialize_with = "ver")]
+    pub(crate) ver: (),
+    pub(crate) id: Bounded<'a, 512>,
+    pub(crate) name: Bounded<'a, 1024>,
+    pub(crate) duration: AvailabilityDuration<'a>,
+    pub(crate) success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) run_location: Option<Bounded<'a, 1024>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) message: Option<Bounded<'a, 8192>>,
+    #[serde(skip_serializing_if = "is_empty_props")]
+    pub(crate) properties: Properties<'a>,
+    #[serde(skip_serializing_if = "is_empty_measurements")]
+    pub(crate) measurements: Measurements<'a>,
+}
+
 /// `DataPointType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[allow(dead_code)]
@@ -207,6 +319,7 @@ pub(crate) enum Data<'a> {
     Exception(ExceptionData<'a>),
     Event(EventData<'a>),
     Metric(MetricData<'a>),
+    Availability(AvailabilityData<'a>),
 }
 
 impl<'a> Data<'a> {
@@ -219,6 +332,7 @@ impl<'a> Data<'a> {
             Data::Exception(_) => "Microsoft.ApplicationInsights.Exception",
             Data::Event(_) => "Microsoft.ApplicationInsights.Event",
             Data::Metric(_) => "Microsoft.ApplicationInsights.Metric",
+            Data::Availability(_) => "Microsoft.ApplicationInsights.Availability",
         }
     }
 
@@ -231,10 +345,12 @@ impl<'a> Data<'a> {
             Data::Exception(_) => "ExceptionData",
             Data::Event(_) => "EventData",
             Data::Metric(_) => "MetricData",
+            Data::Availability(_) => "AvailabilityData",
         }
     }
 
-    /// The longest of the item's own long texts: a message, an exception's message or stack.
+    /// The longest of the item's own long texts: a message, an exception's message or stack, an
+    /// availability result's message.
     pub(crate) fn longest_text_mut(&mut self) -> Option<&mut Cow<'a, str>> {
         match self {
             Data::Message(d) => Some(d.message.text_mut()),
@@ -246,6 +362,7 @@ impl<'a> Data<'a> {
                         .chain(e.stack.as_mut().map(Bounded::text_mut))
                 })
                 .max_by_key(|t| t.len()),
+            Data::Availability(d) => d.message.as_mut().map(Bounded::text_mut),
             _ => None,
         }
     }
@@ -258,6 +375,7 @@ impl<'a> Data<'a> {
             Data::Exception(d) => &mut d.properties,
             Data::Event(d) => &mut d.properties,
             Data::Metric(d) => &mut d.properties,
+            Data::Availability(d) => &mut d.properties,
         })
     }
 }
@@ -273,6 +391,7 @@ impl Serialize for Data<'_> {
             Data::Exception(d) => s.serialize_field("baseData", d)?,
             Data::Event(d) => s.serialize_field("baseData", d)?,
             Data::Metric(d) => s.serialize_field("baseData", d)?,
+            Data::Availability(d) => s.serialize_field("baseData", d)?,
         }
         s.end()
     }
@@ -319,6 +438,27 @@ fn write_duration(o: &mut Object<'_>, duration: &TimeSpan) {
     // A TimeSpan is at most 25 characters, so it always fits.
     let _ = duration.write_to(&mut s);
     o.str("duration", s.as_str());
+}
+
+impl AvailabilityData<'_> {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = Object::new(out);
+        o.int("ver", DATA_VERSION);
+        o.str("id", self.id.as_str());
+        o.str("name", self.name.as_str());
+        match &self.duration.0 {
+            DurationRepr::Span(span) => write_duration(&mut o, span),
+            DurationRepr::Text(text) => o.str("duration", text),
+        }
+        o.bool("success", self.success);
+        o.opt_str(
+            "runLocation",
+            self.run_location.as_ref().map(Bounded::as_str),
+        );
+        o.opt_str("message", self.message.as_ref().map(Bounded::as_str));
+        write_custom(&mut o, &self.properties, &self.measurements);
+        o.end();
+    }
 }
 
 fn write_severity(o: &mut Object<'_>, level: Option<SeverityLevel>) {
@@ -483,6 +623,7 @@ impl Data<'_> {
             Data::Exception(d) => d.write_json(out),
             Data::Event(d) => d.write_json(out),
             Data::Metric(d) => d.write_json(out),
+            Data::Availability(d) => d.write_json(out),
         }
         o.end();
     }
@@ -594,6 +735,22 @@ mod tests {
                 ..MetricData::default()
             }),
             Data::Metric(MetricData::default()),
+            Data::Availability(AvailabilityData {
+                id: text.into(),
+                name: text.into(),
+                duration: AvailabilityDuration::from_text("1.02:03:04.5").unwrap_or_default(),
+                success: true,
+                run_location: Some(text.into()),
+                message: Some(text.into()),
+                properties: Properties::default(),
+                measurements: Measurements::default(),
+                ..AvailabilityData::default()
+            }),
+            Data::Availability(AvailabilityData {
+                duration: AvailabilityDuration::from_millis(1250.0).unwrap_or_default(),
+                message: Some("".into()),
+                ..AvailabilityData::default()
+            }),
         ]
     }
 
@@ -609,6 +766,153 @@ mod tests {
                 "{}",
                 data.base_type()
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod availability_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn timespan_texts() {
+        for ok in [
+            "00:00:00",
+            "00:00:05",
+            "00:00:01.5",
+            "23:59:59.9999999",
+            "1.02:03:04",
+            "999.23:59:59.9999999",
+            "0.00:00:00.000",
+            "0.00:00:01.234567",
+        ] {
+            assert!(is_timespan(ok), "{ok}");
+            assert!(AvailabilityDuration::from_text(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "5",
+            "5000",
+            "0:00:05",
+            "0:00:00:04.4786555",
+            "00:00:02.227.99999999988358",
+            "00:00:00.12345678",
+            "1000.00:00:00",
+            "24:00:00",
+            "00:60:00",
+            "00:00:60",
+            "-00:00:01",
+            "00:00:00.",
+            ".00:00:00",
+            "1.2.00:00:00",
+            "00:00",
+            "PT1S",
+            "00:00:0a",
+            "00:00:05 ",
+            "٠٠:٠٠:٠٥",
+            "00:00:0é",
+        ] {
+            assert!(!is_timespan(bad), "{bad}");
+            assert!(AvailabilityDuration::from_text(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations_from_numbers() {
+        let text = |d: Option<AvailabilityDuration<'_>>| {
+            d.map(|d| serde_json::to_value(d).unwrap_or_default())
+        };
+        let table = [
+            (0.0, Some("0.00:00:00.000000")),
+            (5000.0, Some("0.00:00:05.000000")),
+            (1.5, Some("0.00:00:00.001500")),
+            (90_061_001.0, Some("1.01:01:01.001000")),
+            (999.0 * 86_400_000.0, Some("999.00:00:00.000000")),
+            (1000.0 * 86_400_000.0, None),
+            (-1.0, None),
+            (-0.0, Some("0.00:00:00.000000")),
+            (f64::NAN, None),
+            (f64::INFINITY, None),
+            (f64::MAX, None),
+        ];
+        for (millis, want) in table {
+            assert_eq!(
+                text(AvailabilityDuration::from_millis(millis)),
+                want.map(Value::from),
+                "{millis}"
+            );
+        }
+        assert!(AvailabilityDuration::from_duration(Duration::MAX).is_none());
+    }
+
+    #[test]
+    fn availability_data_shape() {
+        let mut properties = Properties::default();
+        properties.insert("k", "v");
+        let data = Data::Availability(AvailabilityData {
+            id: Bounded::new("i".repeat(600)),
+            name: "ping".into(),
+            duration: AvailabilityDuration::from_text("00:00:05").unwrap_or_default(),
+            success: true,
+            run_location: Some("westeurope".into()),
+            message: Some(Bounded::new("m".repeat(9000))),
+            properties,
+            ..AvailabilityData::default()
+        });
+        assert_eq!(
+            data.envelope_name(),
+            "Microsoft.ApplicationInsights.Availability"
+        );
+        let v = serde_json::to_value(&data).unwrap_or_default();
+        assert_eq!(v["baseType"], "AvailabilityData");
+        let d = &v["baseData"];
+        assert_eq!(d["ver"], 2);
+        assert_eq!(d["id"].as_str().map(str::len), Some(512));
+        assert_eq!(d["message"].as_str().map(str::len), Some(8192));
+        assert_eq!(d["duration"], "00:00:05");
+        assert_eq!(d["success"], true);
+        assert_eq!(d["runLocation"], "westeurope");
+        assert_eq!(d["properties"], json!({"k": "v"}));
+        assert!(d.get("measurements").is_none());
+
+        // Optional fields are left out; an empty message is sent (PY sends it).
+        let data = Data::Availability(AvailabilityData {
+            id: "1".into(),
+            name: "ping".into(),
+            message: Some("".into()),
+            ..AvailabilityData::default()
+        });
+        assert_eq!(
+            serde_json::to_value(&data).unwrap_or_default()["baseData"],
+            json!({"ver": 2, "id": "1", "name": "ping", "duration": "0.00:00:00.000000",
+                   "success": false, "message": ""})
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn timespan_check_never_panics(text in "\\PC{0,24}") {
+            let _ = is_timespan(&text);
+        }
+
+        /// Whatever is accepted as a duration text is accepted by the local ingestion
+        /// server's independent check, and the other way round.
+        #[cfg(feature = "testing")]
+        #[test]
+        fn duration_texts_agree_with_the_ingestion_check(
+            text in "[0-9]{0,4}[.]?[0-9]{1,3}:[0-9]{1,3}:[0-9]{1,3}([.][0-9]{0,8})?",
+        ) {
+            let item = json!({
+                "name": "Microsoft.ApplicationInsights.Availability",
+                "time": crate::wire::Timestamp(std::time::SystemTime::now()).to_string(),
+                "iKey": "00000000-0000-4000-8000-000000000000",
+                "data": {"baseType": "AvailabilityData", "baseData": {
+                    "ver": 2, "id": "1", "name": "n", "duration": text, "success": true}},
+            });
+            let accepted = crate::testing::validate_envelope(&item).is_ok();
+            prop_assert_eq!(AvailabilityDuration::from_text(text.as_str()).is_some(), accepted);
         }
     }
 }

@@ -554,7 +554,7 @@ mod tests {
 
     #[test]
     fn write_json_is_byte_identical_to_serialize() {
-        use super::super::data::{Data, MessageData};
+        use super::super::data::{AvailabilityData, AvailabilityDuration, Data, MessageData};
         use super::super::format::Timestamp;
         let mut shared = SharedTags::default();
         shared.set(tag::CLOUD_ROLE, "shop.\"quoted\" ü");
@@ -574,28 +574,85 @@ mod tests {
             }
             let mut properties = Properties::default();
             properties.insert("k\u{1}", "v\"");
-            let envelope = Envelope {
-                time: Timestamp(
-                    std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_234_567),
-                ),
-                sample_rate: rate,
-                ikey: "key-\"x\"",
-                tags,
-                data: Data::Message(MessageData {
-                    message: "hello".into(),
-                    properties,
-                    ..Default::default()
-                }),
-                time_at,
-            };
-            let mut fast = Vec::new();
-            envelope.write_json(&mut fast);
-            let slow = serde_json::to_vec(&envelope).unwrap();
-            assert_eq!(
-                String::from_utf8_lossy(&fast),
-                String::from_utf8_lossy(&slow)
-            );
+            let mut measurements = Measurements::default();
+            measurements.insert("m", 1.5);
+            let message = Data::Message(MessageData {
+                message: "hello".into(),
+                properties: properties.clone(),
+                ..Default::default()
+            });
+            let availability = Data::Availability(AvailabilityData {
+                id: "run \"1\"".into(),
+                name: "ping\n".into(),
+                duration: AvailabilityDuration::from_text("1.02:03:04.5").unwrap_or_default(),
+                success: true,
+                run_location: Some("west ü".into()),
+                message: Some("".into()),
+                properties,
+                measurements,
+                ..Default::default()
+            });
+            for data in [message, availability] {
+                let envelope = Envelope {
+                    time: Timestamp(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_micros(1_234_567),
+                    ),
+                    sample_rate: rate,
+                    ikey: "key-\"x\"",
+                    tags: tags.clone(),
+                    data,
+                    time_at,
+                };
+                let mut fast = Vec::new();
+                envelope.write_json(&mut fast);
+                let slow = serde_json::to_vec(&envelope).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&fast),
+                    String::from_utf8_lossy(&slow)
+                );
+            }
         }
+    }
+
+    #[test]
+    fn shrink_cuts_availability_properties_then_its_message() {
+        use super::super::data::{AvailabilityData, Data};
+        use super::super::format::Timestamp;
+        let shared = SharedTags::default();
+        let mut properties = Properties::default();
+        properties.insert("p", "p".repeat(8000));
+        let mut envelope = Envelope {
+            time: Timestamp(std::time::UNIX_EPOCH),
+            sample_rate: None,
+            ikey: "k",
+            tags: Tags::new(&shared),
+            data: Data::Availability(AvailabilityData {
+                id: "1".into(),
+                name: "ping".into(),
+                message: Some("😀".repeat(8000).into()),
+                properties,
+                ..Default::default()
+            }),
+            time_at: TimeAt::AfterTags,
+        };
+        let lengths = |e: &Envelope<'_>| {
+            let v = serde_json::to_value(e).unwrap_or_default();
+            let d = &v["data"]["baseData"];
+            (
+                d["properties"]["p"].as_str().map_or(0, str::len),
+                d["message"].as_str().map_or(0, |m| m.chars().count()),
+            )
+        };
+        assert!(envelope.shrink());
+        assert_eq!(lengths(&envelope), (4000, 8000));
+        while lengths(&envelope).0 > MIN_CUT {
+            assert!(envelope.shrink());
+        }
+        assert!(envelope.shrink());
+        assert_eq!(lengths(&envelope).1, 4000);
+        while envelope.shrink() {}
+        let (p, m) = lengths(&envelope);
+        assert!(p <= MIN_CUT && m * 4 <= MIN_CUT, "{p} {m}");
     }
 
     #[test]

@@ -51,6 +51,16 @@ fn base(v: &Value) -> &Value {
     &v["data"]["baseData"]
 }
 
+/// The four attributes that make a record an availability result.
+fn availability() -> Vec<(&'static str, AnyValue)> {
+    vec![
+        ("microsoft.availability.id", s("run-1")),
+        ("microsoft.availability.name", s("ping")),
+        ("microsoft.availability.duration", s("00:00:05")),
+        ("microsoft.availability.success", s("true")),
+    ]
+}
+
 #[test]
 fn classification_table() {
     let error = || -> Vec<(&'static str, AnyValue)> { vec![("error", s("connection refused"))] };
@@ -114,6 +124,52 @@ fn classification_table() {
             "MessageData",
         ),
         (vec![], Some(Severity::Fatal), "MessageData"),
+        // Availability: after exception and event, before the `tracing` error convention.
+        (availability(), None, "AvailabilityData"),
+        (
+            [availability(), error()].concat(),
+            Some(Severity::Error),
+            "AvailabilityData",
+        ),
+        (
+            [availability(), vec![("exception.type", s("E"))]].concat(),
+            None,
+            "ExceptionData",
+        ),
+        (
+            [
+                availability(),
+                vec![("microsoft.custom_event.name", s("e"))],
+            ]
+            .concat(),
+            None,
+            "EventData",
+        ),
+        // A duration that cannot be sent: not an availability result.
+        (
+            [
+                availability(),
+                vec![("microsoft.availability.duration", s("5 s"))],
+            ]
+            .concat(),
+            None,
+            "MessageData",
+        ),
+        (
+            [
+                availability(),
+                vec![("microsoft.availability.duration", s("5 s"))],
+                error(),
+            ]
+            .concat(),
+            Some(Severity::Error),
+            "ExceptionData",
+        ),
+        (
+            vec![("microsoft.availability.name", s("ping"))],
+            None,
+            "MessageData",
+        ),
     ];
     for (attrs, severity, want) in table {
         let mut r = with(&attrs);
@@ -399,6 +455,167 @@ fn events() {
 }
 
 #[test]
+fn availability_results() {
+    let mut r = with(
+        &[
+            availability(),
+            vec![
+                ("microsoft.availability.runLocation", s("westeurope")),
+                ("microsoft.availability.message", s("answered 200")),
+                ("microsoft.custom_measurements", s(r#"{"bytes": 512}"#)),
+                ("session.id", s("sess")),
+                ("probe", s("p-1")),
+            ],
+        ]
+        .concat(),
+    );
+    r.set_body(s("body"));
+    r.set_severity_number(Severity::Warn);
+    r.set_timestamp(UNIX_EPOCH + Duration::from_secs(60));
+    let v = convert(&r);
+    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Availability");
+    assert_eq!(v["time"], "1970-01-01T00:01:00.000000Z");
+    assert_eq!(v["tags"]["ai.session.id"], "sess");
+    assert_eq!(
+        base(&v),
+        &json!({
+            "ver": 2,
+            "id": "run-1",
+            "name": "ping",
+            "duration": "00:00:05",
+            "success": true,
+            "runLocation": "westeurope",
+            "message": "answered 200",
+            // The consumed keys are not properties; availability has no severity.
+            "properties": {"probe": "p-1", "logger_name": "my.logger"},
+            "measurements": {"bytes": 512.0},
+        })
+    );
+
+    // Durations: TimeSpan text as it is, numbers as milliseconds; anything else: a trace.
+    let durations: Vec<(AnyValue, Option<&str>)> = vec![
+        (s("0.00:00:01.250"), Some("0.00:00:01.250")),
+        (s("999.23:59:59.9999999"), Some("999.23:59:59.9999999")),
+        (AnyValue::Int(1250), Some("0.00:00:01.250000")),
+        (AnyValue::Int(0), Some("0.00:00:00.000000")),
+        (AnyValue::Double(1.5), Some("0.00:00:00.001500")),
+        (AnyValue::Int(86_400_000), Some("1.00:00:00.000000")),
+        (s("5000"), None),
+        (s("0:00:05"), None),
+        (s("25:00:00"), None),
+        (s("00:00:05.12345678"), None),
+        (AnyValue::Int(-1), None),
+        (AnyValue::Int(i64::MAX), None),
+        (AnyValue::Double(f64::NAN), None),
+        (AnyValue::Double(-0.5), None),
+        (AnyValue::Double(1e300), None),
+        (AnyValue::Boolean(true), None),
+        (AnyValue::Bytes(Box::new(b"00:00:05".to_vec())), None),
+        (AnyValue::ListAny(Box::new(vec![s("00:00:05")])), None),
+    ];
+    for (duration, want) in durations {
+        let mut attrs = availability();
+        attrs.push(("microsoft.availability.duration", duration.clone()));
+        let mut r = with(&attrs);
+        r.set_body(s("body"));
+        let v = convert(&r);
+        match want {
+            Some(want) => assert_eq!(base(&v)["duration"], want, "{duration:?}"),
+            None => {
+                // Nothing lost: a trace with every attribute as a property.
+                assert_eq!(v["data"]["baseType"], "MessageData", "{duration:?}");
+                assert_eq!(base(&v)["message"], "body");
+                let props = &base(&v)["properties"];
+                assert_eq!(props["microsoft.availability.id"], "run-1");
+                assert_eq!(props["microsoft.availability.success"], "true");
+                assert!(props.get("microsoft.availability.duration").is_some());
+            }
+        }
+    }
+
+    // success: "true" in any case, or the boolean true.
+    for (success, want) in [
+        (s("true"), true),
+        (s("TRUE"), true),
+        (s("True"), true),
+        (AnyValue::Boolean(true), true),
+        (AnyValue::Boolean(false), false),
+        (s("false"), false),
+        (s("yes"), false),
+        (s("1"), false),
+        (AnyValue::Int(1), false),
+        (s(" true"), false),
+    ] {
+        let mut attrs = availability();
+        attrs.push(("microsoft.availability.success", success.clone()));
+        assert_eq!(
+            base(&convert(&with(&attrs)))["success"],
+            want,
+            "{success:?}"
+        );
+    }
+
+    // Any type counts as present when it renders as text; empty values do not.
+    let mut attrs = availability();
+    attrs.push(("microsoft.availability.id", AnyValue::Int(7)));
+    assert_eq!(base(&convert(&with(&attrs)))["id"], "7");
+    for key in [
+        "microsoft.availability.id",
+        "microsoft.availability.name",
+        "microsoft.availability.duration",
+        "microsoft.availability.success",
+    ] {
+        let mut attrs = availability();
+        attrs.push((key, s("")));
+        assert_eq!(
+            convert(&with(&attrs))["data"]["baseType"],
+            "MessageData",
+            "{key}"
+        );
+        let attrs: Vec<_> = availability()
+            .into_iter()
+            .filter(|(k, _)| *k != key)
+            .collect();
+        let v = convert(&with(&attrs));
+        assert_eq!(v["data"]["baseType"], "MessageData", "{key}");
+        // Kept as properties.
+        assert_eq!(
+            base(&v)["properties"].as_object().map(|p| p.len()),
+            Some(4),
+            "{key}"
+        );
+    }
+
+    // The message: the attribute even when empty, else the body (trimmed), else empty.
+    let mut attrs = availability();
+    attrs.push(("microsoft.availability.message", s("")));
+    let mut r = with(&attrs);
+    r.set_body(s("body"));
+    assert_eq!(base(&convert(&r))["message"], "");
+    let mut r = with(&availability());
+    r.set_body(s("  probe failed \n"));
+    assert_eq!(base(&convert(&r))["message"], "probe failed");
+    let v = convert(&with(&availability()));
+    assert_eq!(base(&v)["message"], "");
+    assert!(base(&v).get("runLocation").is_none());
+    // Long values are cut to the service's limits.
+    let long = "x".repeat(10_000);
+    let mut attrs = availability();
+    attrs.extend([
+        ("microsoft.availability.id", s(&long)),
+        ("microsoft.availability.name", s(&long)),
+        ("microsoft.availability.runLocation", s(&long)),
+        ("microsoft.availability.message", s(&long)),
+    ]);
+    let v = convert(&with(&attrs));
+    let len = |f: &str| base(&v)[f].as_str().map(str::len);
+    assert_eq!(
+        (len("id"), len("name"), len("runLocation"), len("message")),
+        (Some(512), Some(1024), Some(1024), Some(8192))
+    );
+}
+
+#[test]
 fn tags_and_properties() {
     // py-log-user-fields and the §4.3 list.
     let mut r = with(&[
@@ -522,6 +739,22 @@ fn every_item_passes_the_contract() {
     ];
     let wide = "😀\n".repeat(40_000);
     let mut records = records;
+    records.push(with(&[
+        ("microsoft.availability.id", s(&long)),
+        ("microsoft.availability.name", s(&long)),
+        ("microsoft.availability.duration", AnyValue::Double(1e10)),
+        ("microsoft.availability.success", AnyValue::Boolean(false)),
+        ("microsoft.availability.runLocation", s(&wide)),
+        ("microsoft.availability.message", s(&wide)),
+        ("k", s(&wide)),
+    ]));
+    records.push(with(&[
+        ("microsoft.availability.id", s("1")),
+        ("microsoft.availability.name", s("n")),
+        ("microsoft.availability.duration", s("999.23:59:59.9999999")),
+        ("microsoft.availability.success", s("true")),
+        ("microsoft.availability.message", s("")),
+    ]));
     records.push(with(&[
         ("exception.message", s(&wide)),
         ("exception.stacktrace", s(&wide)),

@@ -1,0 +1,403 @@
+//! The Python exporter's metric mapping tests (PY 1.0.0b58, `tests/metrics/test_metrics.py`),
+//! one Rust test per Python test, same inputs, same assertions. Where our mapping
+//! deliberately differs, the test asserts our behaviour and says why. Not ported: the AKS,
+//! statsbeat, "metrics to Log Analytics", constructor and export tests (no such features).
+//!
+//! PY calls `_point_to_envelope` with a data point it builds itself. The SDK's data points
+//! cannot be built outside the SDK, so a point is either given to [`point_envelope`] directly
+//! (its name, value, attributes and time exactly as in PY), or recorded through a real
+//! `SdkMeterProvider` and converted by [`metrics_to_envelopes`] when the case is about what
+//! happens to a whole collection (namespace, dropping, standard metrics).
+//!
+//! | PY test | result |
+//! |---|---|
+//! | `test_point_to_envelope_partA` | deviation: `ai.device.*` and `ai.internal.nodeName` not sent, our own `ai.internal.sdkVersion` (`convert/tags.rs`, §2.1 R) |
+//! | `test_point_to_envelope_partA_default` | deviation: no `ai.internal.nodeName` |
+//! | `test_point_to_envelope_number` | agrees |
+//! | `test_point_to_envelope_histogram` | agrees |
+//! | `test_point_to_envelope_metric_namespace` | agrees |
+//! | `test_point_to_envelope_std_metric_client_duration` | deviation: an ordinary metric with its attributes, not a pre-aggregated `dependencies/duration` (module docs, §5.4 R) |
+//! | `test_point_to_envelope_std_metric_server_duration` | deviation: an ordinary metric, not `requests/duration` (as above) |
+//! | `test_point_to_envelope_std_metric_unsupported` | agrees |
+//!
+//! 8 cases: 4 agree, 4 deliberate deviations.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData as OtelMetricData};
+use opentelemetry_sdk::metrics::{
+    InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider, Temporality,
+};
+use opentelemetry_sdk::Resource;
+use serde_json::{json, Value};
+
+use super::{metrics_to_envelopes, point_envelope, PointValue, ResourceMetrics, Skipped};
+use crate::convert::tags::shared_tags_with;
+use crate::convert::Context;
+use crate::wire::{SharedTags, Timestamp};
+
+/// `APPINSIGHTS_INSTRUMENTATIONKEY` of the PY test class.
+const IKEY: &str = "1234abcd-5678-4efa-8abc-1234567890ab";
+/// `time_unix_nano=1646865018558419457` of the PY points.
+const TIME_NS: u64 = 1_646_865_018_558_419_457;
+/// `ns_to_datetime(1646865018558419457)`, at the microseconds PY keeps.
+const TIME: &str = "2022-03-09T22:30:18.558419Z";
+/// `platform.node()`: the host name, passed in here.
+const HOST: &str = "test-host";
+
+/// `Resource.create(attributes={"asd": "test_resource"})`: with the SDK's defaults.
+fn test_resource() -> Resource {
+    Resource::builder()
+        .with_attribute(KeyValue::new("asd", "test_resource"))
+        .build()
+}
+
+/// The resource of the Part A and standard-metric tests.
+fn service_resource() -> Resource {
+    Resource::builder_empty()
+        .with_attributes([
+            KeyValue::new("service.name", "testServiceName"),
+            KeyValue::new("service.namespace", "testServiceNamespace"),
+            KeyValue::new("service.instance.id", "testServiceInstanceId"),
+        ])
+        .build()
+}
+
+fn tags_of(resource: &Resource) -> SharedTags {
+    shared_tags_with(resource, &|_| None, &|| Some(HOST.to_owned()))
+}
+
+/// `exporter._point_to_envelope(point, name, resource)` of a point PY builds itself.
+fn point(resource: &Resource, name: &str, value: PointValue, attrs: &[KeyValue]) -> Value {
+    let shared = tags_of(resource);
+    let cx = Context {
+        ikey: IKEY,
+        tags: &shared,
+    };
+    let time = UNIX_EPOCH + Duration::from_nanos(TIME_NS);
+    point_envelope(&cx, name, None, value, attrs.iter(), time)
+        .map(|e| serde_json::to_value(&e).unwrap_or_default())
+        .unwrap_or_default()
+}
+
+/// PY's `_number_data_point` attributes.
+fn test_attrs() -> Vec<KeyValue> {
+    vec![KeyValue::new("test", "attribute")]
+}
+
+/// One collection of a gauge (the SDK's number point with the value as recorded) of `scope`,
+/// with the delta temporality the exporter asks for.
+fn collect_gauge(
+    scope: &'static str,
+    name: &'static str,
+    value: f64,
+    attrs: &[KeyValue],
+) -> ResourceMetrics {
+    let exporter = InMemoryMetricExporterBuilder::new()
+        .with_temporality(Temporality::Delta)
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    provider
+        .meter_with_scope(InstrumentationScope::builder(scope).build())
+        .f64_gauge(name)
+        .build()
+        .record(value, attrs);
+    provider.force_flush().unwrap();
+    let mut all = exporter.get_finished_metrics().unwrap();
+    provider.shutdown().unwrap();
+    assert_eq!(all.len(), 1);
+    all.remove(0)
+}
+
+/// The time of the first point of a collection, as the envelope writes it.
+fn gauge_time(rm: &ResourceMetrics) -> Option<String> {
+    let metric = rm.scope_metrics().next()?.metrics().next()?;
+    match metric.data() {
+        AggregatedMetrics::F64(OtelMetricData::Gauge(g)) => Some(Timestamp(g.time()).to_string()),
+        _ => None,
+    }
+}
+
+/// A whole collection through [`metrics_to_envelopes`], with `namespace` opted in or not.
+fn convert(rm: &ResourceMetrics, resource: &Resource, namespace: bool) -> (Vec<Value>, Skipped) {
+    let shared = tags_of(resource);
+    let cx = Context {
+        ikey: IKEY,
+        tags: &shared,
+    };
+    let mut out = Vec::new();
+    let skipped = metrics_to_envelopes(rm, &cx, namespace, &mut out);
+    let values = out
+        .iter()
+        .map(|e| serde_json::to_value(e).unwrap_or_default())
+        .collect();
+    (values, skipped)
+}
+
+fn base(v: &Value) -> &Value {
+    &v["data"]["baseData"]
+}
+
+#[test]
+fn py_point_to_envelope_part_a() {
+    let attrs = [
+        KeyValue::new("test", "attribute"),
+        KeyValue::new("user_agent.synthetic.type", "bot"),
+    ];
+    let v = point(
+        &service_resource(),
+        "test name",
+        PointValue::single(10.0),
+        &attrs,
+    );
+    assert_eq!(v["iKey"], IKEY);
+    let tags = &v["tags"];
+    // Deviation (convert/tags.rs): no ai.device.id / .locale / .type, no ai.internal.nodeName
+    // (JS and .NET do not send them either); our own sdkVersion (MAPPING.md §2.1 R).
+    for key in [
+        "ai.device.id",
+        "ai.device.locale",
+        "ai.device.type",
+        "ai.internal.nodeName",
+    ] {
+        assert!(tags.get(key).is_none(), "{key}");
+    }
+    let sdk = tags["ai.internal.sdkVersion"].as_str().unwrap_or_default();
+    assert!(
+        sdk.contains("m_rust") && sdk.ends_with(concat!(":ext", env!("CARGO_PKG_VERSION"))),
+        "{sdk}"
+    );
+    assert_eq!(tags["ai.operation.syntheticSource"], "True");
+    assert_eq!(
+        tags["ai.cloud.role"],
+        "testServiceNamespace.testServiceName"
+    );
+    assert_eq!(tags["ai.cloud.roleInstance"], "testServiceInstanceId");
+}
+
+#[test]
+fn py_point_to_envelope_part_a_default() {
+    let resource = Resource::builder_empty()
+        .with_attribute(KeyValue::new("service.name", "testServiceName"))
+        .build();
+    let v = point(
+        &resource,
+        "test name",
+        PointValue::single(10.0),
+        &test_attrs(),
+    );
+    assert_eq!(v["tags"]["ai.cloud.role"], "testServiceName");
+    assert_eq!(v["tags"]["ai.cloud.roleInstance"], HOST);
+    // Deviation: PY also sends ai.internal.nodeName = the role instance; we do not.
+    assert!(v["tags"].get("ai.internal.nodeName").is_none());
+}
+
+#[test]
+fn py_point_to_envelope_number() {
+    let v = point(
+        &test_resource(),
+        "test name",
+        PointValue::single(10.0),
+        &test_attrs(),
+    );
+    assert_eq!(v["iKey"], IKEY);
+    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Metric");
+    assert_eq!(v["time"], TIME);
+    assert_eq!(v["data"]["baseType"], "MetricData");
+    assert_eq!(base(&v)["properties"], json!({"test": "attribute"}));
+    assert_eq!(
+        base(&v)["metrics"],
+        json!([{"name": "test name", "value": 10.0, "count": 1}])
+    );
+
+    // The namespace is not opted in: no `ns`, though the meter has a name. (`test name` is
+    // not a valid instrument name for the SDK, hence `test_name` here.)
+    let rm = collect_gauge("test_scope", "test_name", 10.0, &test_attrs());
+    let (items, _) = convert(&rm, &test_resource(), false);
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        base(&items[0])["metrics"],
+        json!([{"name": "test_name", "value": 10.0, "count": 1}])
+    );
+    assert_eq!(items[0]["time"].as_str(), gauge_time(&rm).as_deref());
+}
+
+#[test]
+fn py_point_to_envelope_histogram() {
+    // PY `_histogram_data_point`: count 7, sum 31, min 1, max 18 (bucket counts not sent).
+    let value = PointValue {
+        value: 31.0,
+        count: 7,
+        min: Some(1.0),
+        max: Some(18.0),
+    };
+    let v = point(&test_resource(), "test name", value, &test_attrs());
+    assert_eq!(v["iKey"], IKEY);
+    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Metric");
+    assert_eq!(v["time"], TIME);
+    assert_eq!(v["data"]["baseType"], "MetricData");
+    assert_eq!(base(&v)["properties"], json!({"test": "attribute"}));
+    let metrics = base(&v)["metrics"].as_array().cloned().unwrap_or_default();
+    assert_eq!(metrics.len(), 1);
+    assert_eq!(metrics[0]["name"], "test name");
+    assert_eq!(metrics[0]["value"], 31.0);
+    assert_eq!(metrics[0]["count"], 7);
+}
+
+#[test]
+fn py_point_to_envelope_metric_namespace() {
+    // PY: `APPLICATIONINSIGHTS_METRIC_NAMESPACE_OPT_IN=True` (read by the builder; here the
+    // flag it sets).
+    let rm = collect_gauge("test_scope", "test_name", 10.0, &test_attrs());
+    let (items, _) = convert(&rm, &test_resource(), true);
+    assert_eq!(items.len(), 1);
+    let v = &items[0];
+    assert_eq!(v["iKey"], IKEY);
+    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Metric");
+    assert_eq!(v["time"].as_str(), gauge_time(&rm).as_deref());
+    assert_eq!(v["data"]["baseType"], "MetricData");
+    assert_eq!(base(v)["properties"], json!({"test": "attribute"}));
+    assert_eq!(
+        base(v)["metrics"],
+        json!([{"ns": "test_scope", "name": "test_name", "value": 10.0, "count": 1}])
+    );
+}
+
+/// One standard-metric instrument value through the SDK: the envelope, whose time is checked.
+fn std_metric(name: &'static str, attrs: &[KeyValue]) -> Value {
+    let rm = collect_gauge("test_scope", name, 15.0, attrs);
+    let (mut items, skipped) = convert(&rm, &service_resource(), false);
+    assert_eq!(skipped, Skipped::default());
+    assert_eq!(items.len(), 1, "{name}");
+    let v = items.remove(0);
+    assert_eq!(v["iKey"], IKEY);
+    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Metric");
+    assert_eq!(v["time"].as_str(), gauge_time(&rm).as_deref());
+    assert_eq!(v["data"]["baseType"], "MetricData");
+    assert_eq!(
+        base(&v)["metrics"],
+        json!([{"name": name, "value": 15.0, "count": 1}])
+    );
+    // Deviation (module docs, MAPPING.md §5.4 R): never a pre-aggregated standard metric.
+    assert!(!v.to_string().contains("_MS."), "{v}");
+    v
+}
+
+/// The attributes of the standard-metric tests: the status code (none for PY's `None`).
+fn std_attrs(status_key: &'static str, status: Option<opentelemetry::Value>) -> Vec<KeyValue> {
+    let mut attrs: Vec<KeyValue> = status
+        .map(|s| KeyValue::new(status_key, s))
+        .into_iter()
+        .collect();
+    attrs.push(KeyValue::new("custom_attr", "custom_key"));
+    attrs
+}
+
+#[test]
+fn py_point_to_envelope_std_metric_client_duration() {
+    // Deviation: PY replaces the attributes with `_MS.MetricId = dependencies/duration`,
+    // `_MS.IsAutocollected`, `Dependency.Type`, `Dependency.Success`, `dependency/target`,
+    // `dependency/resultCode` and `cloud/*`. We do not pre-aggregate standard metrics: the
+    // service derives them from the dependency items, and marking this metric as one would
+    // count every call twice. So it is an ordinary metric that keeps its attributes.
+    // PY's status codes 200, 500, `None` (here: no attribute) and the string "None".
+    let cases: [(Option<opentelemetry::Value>, Value); 4] = [
+        (
+            Some(200i64.into()),
+            json!({"http.status_code": "200", "custom_attr": "custom_key"}),
+        ),
+        (
+            Some(500i64.into()),
+            json!({"http.status_code": "500", "custom_attr": "custom_key"}),
+        ),
+        (None, json!({"custom_attr": "custom_key"})),
+        (
+            Some("None".into()),
+            json!({"http.status_code": "None", "custom_attr": "custom_key"}),
+        ),
+    ];
+    for (status, want) in cases {
+        let v = std_metric(
+            "http.client.duration",
+            &std_attrs("http.status_code", status),
+        );
+        assert_eq!(base(&v)["properties"], want);
+    }
+    // Stable semantic conventions.
+    let v = std_metric(
+        "http.client.request.duration",
+        &std_attrs("http.response.status_code", Some(200i64.into())),
+    );
+    assert_eq!(
+        base(&v)["properties"],
+        json!({"http.response.status_code": "200", "custom_attr": "custom_key"})
+    );
+}
+
+#[test]
+fn py_point_to_envelope_std_metric_server_duration() {
+    // Deviation: PY replaces the attributes with `_MS.MetricId = requests/duration`,
+    // `_MS.IsAutocollected`, `Request.Success`, `request/resultCode`, `operation/synthetic`
+    // and `cloud/*`; we send an ordinary metric with its attributes (see the client case).
+    let cases: [(Option<opentelemetry::Value>, Value); 4] = [
+        (
+            Some(200i64.into()),
+            json!({"http.status_code": "200", "custom_attr": "custom_key"}),
+        ),
+        (
+            Some(500i64.into()),
+            json!({"http.status_code": "500", "custom_attr": "custom_key"}),
+        ),
+        (None, json!({"custom_attr": "custom_key"})),
+        (
+            Some("None".into()),
+            json!({"http.status_code": "None", "custom_attr": "custom_key"}),
+        ),
+    ];
+    for (status, want) in cases {
+        let v = std_metric(
+            "http.server.duration",
+            &std_attrs("http.status_code", status),
+        );
+        assert_eq!(base(&v)["properties"], want);
+    }
+    // Synthetic traffic: PY's `operation/synthetic` property; here the attribute stays a
+    // property and marks the item synthetic (MAPPING.md §2.5, as PY does for other metrics).
+    let mut attrs = std_attrs("http.status_code", Some("None".into()));
+    attrs.push(KeyValue::new("user_agent.synthetic.type", "bot"));
+    let v = std_metric("http.server.duration", &attrs);
+    assert_eq!(base(&v)["properties"]["user_agent.synthetic.type"], "bot");
+    assert_eq!(v["tags"]["ai.operation.syntheticSource"], "True");
+    // Stable semantic conventions.
+    let v = std_metric(
+        "http.server.request.duration",
+        &std_attrs("http.response.status_code", Some(200i64.into())),
+    );
+    assert_eq!(
+        base(&v)["properties"],
+        json!({"http.response.status_code": "200", "custom_attr": "custom_key"})
+    );
+}
+
+#[test]
+fn py_point_to_envelope_std_metric_unsupported() {
+    let attrs = [
+        KeyValue::new("http.status_code", 200),
+        KeyValue::new("peer.service", "test_service"),
+        KeyValue::new("custom_attr", "custom_key"),
+    ];
+    let rm = collect_gauge("test_scope", "http.server.request.size", 15.0, &attrs);
+    let (items, skipped) = convert(&rm, &service_resource(), false);
+    assert!(items.is_empty(), "{items:?}");
+    assert_eq!(
+        skipped,
+        Skipped {
+            non_finite: 0,
+            unsupported: 1
+        }
+    );
+}
