@@ -238,13 +238,20 @@ fn exception_details<'a>(
     let message = cut(message, MAX_MESSAGE, ITEM_TEXT_BUDGET);
     let mut budget = ITEM_TEXT_BUDGET.saturating_sub(message.len());
     let mut has_full_stack = false;
-    let stack = known.text(&[Key::ExceptionStacktrace]).map(|full| {
-        let full_len = full.len();
-        let sent = cut(full, MAX_MESSAGE, budget);
-        has_full_stack = sent.len() == full_len;
-        budget = budget.saturating_sub(sent.len());
-        sent
-    });
+    let stack = known
+        .text(&[Key::ExceptionStacktrace])
+        .map(|full| {
+            let full_len = full.len();
+            let sent = cut(full, MAX_MESSAGE, budget);
+            has_full_stack = sent.len() == full_len;
+            budget = budget.saturating_sub(sent.len());
+            sent
+        })
+        .or_else(|| {
+            // PY: an empty `exception.stacktrace` is still a stack, whole and empty.
+            has_full_stack = known.get(Key::ExceptionStacktrace).is_some();
+            has_full_stack.then_some(Cow::Borrowed(""))
+        });
     let parsed_stack = match &stack {
         // Frames borrow from the record: a stack that is not a string is not parsed.
         Some(Cow::Borrowed(s)) => parse_stack(s, budget.min(MAX_FRAMES_TEXT)),
@@ -258,7 +265,7 @@ fn exception_details<'a>(
         )),
         message: Bounded::new(message),
         has_full_stack: Some(has_full_stack),
-        stack: stack.filter(|s| !s.is_empty()).map(Bounded::new),
+        stack: stack.map(Bounded::new),
         parsed_stack,
     };
     (details, unused)

@@ -5,8 +5,8 @@
 //!
 //! | PY test | result |
 //! |---|---|
-//! | `test_log_to_envelope_partA` | deviation: `ai.device.id`/`.locale`/`.type` and `ai.internal.nodeName` not sent, our own `ai.internal.sdkVersion` (`convert/tags.rs`, §2.1 R) |
-//! | `test_log_to_envelope_partA_default` | deviation: no `ai.internal.nodeName` (as above) |
+//! | `test_log_to_envelope_partA` | deviation: our own `ai.internal.sdkVersion` (§2.1 R); the other tags agree |
+//! | `test_log_to_envelope_partA_default` | agrees |
 //! | `test_log_to_envelope_log` | deviation: `severityLevel` is the string `Warning`, not `2` (§4.4 R) |
 //! | `test_log_to_envelope_user_fields` | agrees |
 //! | `test_log_to_envelope_log_none` | agrees |
@@ -16,8 +16,8 @@
 //! | `test_log_to_envelope_log_complex_body_not_serializeable` | agrees (input adapted: a byte-string body, see the test) |
 //! | `test_log_to_envelope_exception_with_string_message` | deviation: severity `Critical`, not `4` (§4.4 R) |
 //! | `test_log_to_envelope_exception_with_exc_message` | deviation: severity as above (input adapted: the error's text as the body) |
-//! | `test_log_to_envelope_exception_empty` | deviation: severity as above; an empty stack is left out (not `""`), so `hasFullStack` is false |
-//! | `test_log_to_envelope_exception_with_blank_exception` | deviation: as `exception_empty` |
+//! | `test_log_to_envelope_exception_empty` | deviation: severity as above; the rest agrees |
+//! | `test_log_to_envelope_exception_with_blank_exception` | deviation: severity as above; the rest agrees |
 //! | `test_log_to_envelope_event` | agrees |
 //! | `test_log_to_envelope_event_complex_body` | deviation: compact JSON (§10.3 R) |
 //! | `test_log_to_envelope_event_complex_body_not_serializeable` | agrees (input adapted as above) |
@@ -33,7 +33,9 @@
 //! | `test_log_to_envelope_synthetic_load_always_on` | agrees |
 //! | `test_get_severity_level` | deviation: the string enum, not the integers 0–4 (§4.4 R); same levels |
 //!
-//! 27 cases: 17 agree, 10 deliberate deviations.
+//! 27 cases: 18 agree, 9 deliberate deviations, all from the recommended rules: the severity as
+//! the swagger's string (6, the same level as PY's integer, which MAPPING.md §4.4 says to treat
+//! as equal), compact JSON bodies (2, equal in value) and our `sdkVersion` format (1).
 
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -362,14 +364,6 @@ fn availability_record(attrs: Vec<(&'static str, AnyValue)>) -> SdkLogRecord {
     )
 }
 
-/// The PY Part A tags that this crate deliberately does not send (`convert/tags.rs`).
-const NOT_SENT: [&str; 4] = [
-    "ai.device.id",
-    "ai.device.locale",
-    "ai.device.type",
-    "ai.internal.nodeName",
-];
-
 #[test]
 fn py_log_to_envelope_part_a() {
     let res = resource(&[
@@ -380,11 +374,11 @@ fn py_log_to_envelope_part_a() {
     let v = convert_in(&log_data(), "test_name", &res);
     assert_eq!(v["iKey"], IKEY);
     let tags = &v["tags"];
-    // Deviation (convert/tags.rs): PY sends ai.device.id (host name), ai.device.locale,
-    // ai.device.type "Other" and ai.internal.nodeName; JS and .NET do not, nor do we.
-    for key in NOT_SENT {
-        assert!(tags.get(key).is_none(), "{key}");
-    }
+    // PY's process tags (`azure_monitor_context`): the host name, "Other"; the locale comes
+    // from the environment, which these tests leave empty (see `convert/tags.rs`).
+    assert_eq!(tags["ai.device.id"], HOST);
+    assert_eq!(tags["ai.device.type"], "Other");
+    assert_eq!(tags["ai.internal.nodeName"], "testServiceInstanceId");
     // Deviation (MAPPING.md §2.1 R): our own sdkVersion, `{rp}{os}m_rust...:ext{version}`.
     let sdk = tags["ai.internal.sdkVersion"].as_str().unwrap_or_default();
     assert!(sdk.contains("m_rust"), "{sdk}");
@@ -408,8 +402,10 @@ fn py_log_to_envelope_part_a_default() {
     let v = convert_in(&log_data(), "test_name", &res);
     assert_eq!(v["tags"]["ai.cloud.role"], "testServiceName");
     assert_eq!(v["tags"]["ai.cloud.roleInstance"], HOST);
-    // Deviation: PY also sends ai.internal.nodeName = the role instance; we do not.
-    assert!(v["tags"].get("ai.internal.nodeName").is_none());
+    assert_eq!(
+        v["tags"]["ai.internal.nodeName"],
+        v["tags"]["ai.cloud.roleInstance"]
+    );
 }
 
 #[test]
@@ -553,11 +549,8 @@ fn py_log_to_envelope_exception_empty() {
     assert_eq!(exceptions.len(), 1);
     assert_eq!(exceptions[0]["typeName"], "Exception");
     assert_eq!(exceptions[0]["message"], "Exception");
-    // Deviation: an empty stack is not sent (PY sends `""` with `hasFullStack` true): absent,
-    // the optional field says the same, and `hasFullStack` is false, since it tells whether a
-    // stack was sent uncut (`exception_details`).
-    assert!(exceptions[0].get("stack").is_none());
-    assert_eq!(exceptions[0]["hasFullStack"], false);
+    assert_eq!(exceptions[0]["hasFullStack"], true);
+    assert_eq!(exceptions[0]["stack"], "");
 }
 
 #[test]
@@ -580,10 +573,8 @@ fn py_log_to_envelope_exception_with_blank_exception() {
     assert_eq!(exceptions.len(), 1);
     assert_eq!(exceptions[0]["typeName"], "Exception");
     assert_eq!(exceptions[0]["message"], "test exception");
-    // Deviation: no empty stack, and so `hasFullStack` false, as in
-    // `py_log_to_envelope_exception_empty`.
-    assert!(exceptions[0].get("stack").is_none());
-    assert_eq!(exceptions[0]["hasFullStack"], false);
+    assert_eq!(exceptions[0]["hasFullStack"], true);
+    assert_eq!(exceptions[0]["stack"], "");
     assert_eq!(
         base(&v)["properties"]["logger_name"],
         "blank_exception_logger"
