@@ -497,66 +497,53 @@ fn py_log_to_envelope_log_complex_body_not_serializeable() {
     assert_eq!(base(&v)["message"], "This class is not serializeable");
 }
 
-#[test]
-fn py_log_to_envelope_exception_with_string_message() {
-    let v = convert(&exc_data());
+/// The assertions the PY exception tests share (one `Critical` exception item with the
+/// `test` attribute); returns its one exception.
+fn the_exception(v: &Value) -> Value {
     assert_eq!(v["name"], "Microsoft.ApplicationInsights.Exception");
     assert_eq!(v["time"], TIME);
     assert_eq!(v["data"]["baseType"], "ExceptionData");
     // Deviation (§4.4 R): `Critical`; PY sends 4.
-    assert_eq!(base(&v)["severityLevel"], "Critical");
-    assert_eq!(base(&v)["properties"]["test"], "attribute");
-    let exceptions = base(&v)["exceptions"]
+    assert_eq!(base(v)["severityLevel"], "Critical");
+    assert_eq!(base(v)["properties"]["test"], "attribute");
+    let exceptions = base(v)["exceptions"]
         .as_array()
         .cloned()
         .unwrap_or_default();
     assert_eq!(exceptions.len(), 1);
-    assert_eq!(exceptions[0]["typeName"], "ZeroDivisionError");
+    exceptions.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn py_log_to_envelope_exception_with_string_message() {
+    let v = convert(&exc_data());
+    let exception = the_exception(&v);
+    assert_eq!(exception["typeName"], "ZeroDivisionError");
     // The body wins over exception.message (we keep the latter as a property).
-    assert_eq!(exceptions[0]["message"], "Test message");
-    assert_eq!(exceptions[0]["hasFullStack"], true);
-    assert_eq!(exceptions[0]["stack"], TRACEBACK);
+    assert_eq!(exception["message"], "Test message");
+    assert_eq!(exception["hasFullStack"], true);
+    assert_eq!(exception["stack"], TRACEBACK);
 }
 
 #[test]
 fn py_log_to_envelope_exception_with_exc_message() {
     // Input adapted: see `exc_data_with_exc_body`.
     let v = convert(&exc_data_with_exc_body());
-    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Exception");
-    assert_eq!(v["time"], TIME);
-    assert_eq!(v["data"]["baseType"], "ExceptionData");
-    // Deviation (§4.4 R): `Critical`; PY sends 4.
-    assert_eq!(base(&v)["severityLevel"], "Critical");
-    assert_eq!(base(&v)["properties"]["test"], "attribute");
-    let exceptions = base(&v)["exceptions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(exceptions.len(), 1);
-    assert_eq!(exceptions[0]["typeName"], "ZeroDivisionError");
-    assert_eq!(exceptions[0]["message"], "test exception message");
-    assert_eq!(exceptions[0]["hasFullStack"], true);
-    assert_eq!(exceptions[0]["stack"], TRACEBACK);
+    let exception = the_exception(&v);
+    assert_eq!(exception["typeName"], "ZeroDivisionError");
+    assert_eq!(exception["message"], "test exception message");
+    assert_eq!(exception["hasFullStack"], true);
+    assert_eq!(exception["stack"], TRACEBACK);
 }
 
 #[test]
 fn py_log_to_envelope_exception_empty() {
     let v = convert(&exc_data_empty());
-    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Exception");
-    assert_eq!(v["time"], TIME);
-    assert_eq!(v["data"]["baseType"], "ExceptionData");
-    // Deviation (§4.4 R): `Critical`; PY sends 4.
-    assert_eq!(base(&v)["severityLevel"], "Critical");
-    assert_eq!(base(&v)["properties"]["test"], "attribute");
-    let exceptions = base(&v)["exceptions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(exceptions.len(), 1);
-    assert_eq!(exceptions[0]["typeName"], "Exception");
-    assert_eq!(exceptions[0]["message"], "Exception");
-    assert_eq!(exceptions[0]["hasFullStack"], true);
-    assert_eq!(exceptions[0]["stack"], "");
+    let exception = the_exception(&v);
+    assert_eq!(exception["typeName"], "Exception");
+    assert_eq!(exception["message"], "Exception");
+    assert_eq!(exception["hasFullStack"], true);
+    assert_eq!(exception["stack"], "");
 }
 
 #[test]
@@ -566,21 +553,11 @@ fn py_log_to_envelope_exception_with_blank_exception() {
         "blank_exception_logger",
         &test_resource(),
     );
-    assert_eq!(v["name"], "Microsoft.ApplicationInsights.Exception");
-    assert_eq!(v["time"], TIME);
-    assert_eq!(v["data"]["baseType"], "ExceptionData");
-    // Deviation (§4.4 R): `Critical`; PY sends 4.
-    assert_eq!(base(&v)["severityLevel"], "Critical");
-    assert_eq!(base(&v)["properties"]["test"], "attribute");
-    let exceptions = base(&v)["exceptions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(exceptions.len(), 1);
-    assert_eq!(exceptions[0]["typeName"], "Exception");
-    assert_eq!(exceptions[0]["message"], "test exception");
-    assert_eq!(exceptions[0]["hasFullStack"], true);
-    assert_eq!(exceptions[0]["stack"], "");
+    let exception = the_exception(&v);
+    assert_eq!(exception["typeName"], "Exception");
+    assert_eq!(exception["message"], "test exception");
+    assert_eq!(exception["hasFullStack"], true);
+    assert_eq!(exception["stack"], "");
     assert_eq!(
         base(&v)["properties"]["logger_name"],
         "blank_exception_logger"
