@@ -1,14 +1,15 @@
 //! Resource ("Part A") and process tags, computed once per resource and shared by every item
 //! (MAPPING.md §2.1–§2.2).
 //!
-//! Deliberately **not** sent: the Python exporter's process tags `ai.device.id` = host name,
-//! `ai.device.locale`, `ai.device.type = "Other"` and `ai.internal.nodeName`. The JS and .NET
-//! exporters do not send them either, the portal does not need them, and every byte of every
-//! item is billed. `ai.device.id` is sent only when the resource has a `device.id`. Measured:
-//! with them, a span batch's gzip body grows from about 51 to 60 bytes per span at our gzip
-//! level 2, more than the leading Rust exporter's 56 (at level 2 gzip takes the first match of
-//! 16 bytes it finds, so longer constant runs cost more matches). Level 4 would win the bytes
-//! back (49 per span) for about 1.5 times the CPU of a span export.
+//! The process tags are the Python exporter's (§2.1, the normative profile): `ai.device.id` =
+//! the host name (a resource `device.id` overrides it), `ai.device.locale` = the process locale
+//! from `LC_ALL`, `LC_CTYPE`, `LANG` or `LANGUAGE` (`en_US.UTF-8` → `en_US`; none for `C` and
+//! `POSIX`), `ai.device.type = "Other"`, and `ai.internal.sdkVersion`. With a resource,
+//! `ai.internal.nodeName` repeats `ai.cloud.roleInstance`, also as in the Python exporter. The
+//! JS and .NET exporters send none of these. They are about 120 bytes of JSON per item, the
+//! same in every item, and no measurable CPU; after gzip at level 2 they cost about 1 byte per
+//! log record and 8 per span (`benches/`), which is why span bodies are compressed harder (see
+//! `transmit/encode.rs`).
 
 use std::borrow::Cow;
 
@@ -50,7 +51,15 @@ pub(crate) fn shared_tags_with(
     host_name: &dyn Fn() -> Option<String>,
 ) -> SharedTags {
     let env = |name: &str| env(name).filter(|v| !v.is_empty());
+    let host = host_name()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| env("HOSTNAME"))
+        .or_else(|| env("COMPUTERNAME"));
     let mut tags = SharedTags::default();
+    if let Some(host) = &host {
+        tags.set(tag::DEVICE_ID, host);
+    }
     // PY `_populate_part_a_fields` runs only for a resource with attributes.
     if !resource.is_empty() {
         let role = cloud_role(resource);
@@ -58,13 +67,8 @@ pub(crate) fn shared_tags_with(
         match first(resource, ROLE_INSTANCE) {
             Some(instance) => tags.set(tag::CLOUD_ROLE_INSTANCE, &instance),
             None => {
-                let host = host_name()
-                    .map(|h| h.trim().to_owned())
-                    .filter(|h| !h.is_empty())
-                    .or_else(|| env("HOSTNAME"))
-                    .or_else(|| env("COMPUTERNAME"));
-                if let Some(host) = host {
-                    tags.set(tag::CLOUD_ROLE_INSTANCE, &host);
+                if let Some(host) = &host {
+                    tags.set(tag::CLOUD_ROLE_INSTANCE, host);
                 }
             }
         }
@@ -88,8 +92,30 @@ pub(crate) fn shared_tags_with(
             tags.set(tag, &v);
         }
     }
+    if let Some(locale) = locale(&env) {
+        tags.set(tag::DEVICE_LOCALE, &locale);
+    }
+    tags.set(tag::DEVICE_TYPE, "Other");
     tags.set(tag::INTERNAL_SDK_VERSION, &sdk_version(resource, &env));
+    if !resource.is_empty() {
+        if let Some(instance) = tags.get(tag::CLOUD_ROLE_INSTANCE.name).map(str::to_owned) {
+            tags.set(tag::INTERNAL_NODE_NAME, &instance);
+        }
+    }
     tags
+}
+
+/// The process locale as Python's `locale.getdefaultlocale()` finds it: the first of
+/// `LC_ALL`, `LC_CTYPE`, `LANG`, `LANGUAGE` that is set, without its encoding and modifier
+/// (`de_DE.UTF-8@euro` → `de_DE`); none for `C` and `POSIX`.
+fn locale(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let value = ["LC_ALL", "LC_CTYPE", "LANG", "LANGUAGE"]
+        .iter()
+        .find_map(|name| env(name))?;
+    // LANGUAGE may be a list (`en_GB:en`).
+    let first = value.split(':').next().unwrap_or_default();
+    let name = first.split(['.', '@']).next().unwrap_or_default().trim();
+    (!name.is_empty() && name != "C" && name != "POSIX").then(|| name.to_owned())
 }
 
 /// The first of `keys` in the resource with a non-empty value, rendered.
@@ -222,9 +248,46 @@ mod tests {
         assert_eq!(t["ai.device.id"], "dev");
         assert_eq!(t["ai.device.model"], "model");
         assert_eq!(t["ai.device.oemName"], "oem");
-        for absent in ["ai.device.locale", "ai.device.type", "ai.internal.nodeName"] {
-            assert!(t.get(absent).is_none(), "{absent}");
-        }
+        // The Python exporter's process tags (§2.1); no locale variable is set here.
+        assert_eq!(t["ai.device.type"], "Other");
+        assert_eq!(t["ai.internal.nodeName"], "testServiceInstanceId");
+        assert!(t.get("ai.device.locale").is_none());
+        // Without a resource `device.id`, the host name.
+        let t = tags(&resource(&[("service.name", "s")]));
+        assert_eq!(t["ai.device.id"], "my-host");
+        assert_eq!(t["ai.internal.nodeName"], "my-host");
+    }
+
+    #[test]
+    fn locale_as_python_finds_it() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        assert_eq!(
+            locale(&env(&[("LANG", "en_US.UTF-8")])).as_deref(),
+            Some("en_US")
+        );
+        assert_eq!(
+            locale(&env(&[("LC_ALL", "de_DE.UTF-8@euro"), ("LANG", "en_US")])).as_deref(),
+            Some("de_DE")
+        );
+        assert_eq!(
+            locale(&env(&[("LANGUAGE", "en_GB:en")])).as_deref(),
+            Some("en_GB")
+        );
+        assert_eq!(locale(&env(&[("LANG", "C.UTF-8")])), None);
+        assert_eq!(locale(&env(&[("LC_ALL", "POSIX")])), None);
+        assert_eq!(locale(&env(&[])), None);
+        let t = tags_with(
+            &resource(&[("service.name", "s")]),
+            &[("LANG", "fr_FR.UTF-8")],
+            None,
+        );
+        assert_eq!(t["ai.device.locale"], "fr_FR");
     }
 
     #[test]
@@ -324,7 +387,10 @@ mod tests {
         );
         assert_eq!(t["ai.cloud.role"], "role");
         assert!(t.get("ai.cloud.roleInstance").is_none());
-        assert_eq!(t.as_object().map(|o| o.len()), Some(2));
+        assert!(t.get("ai.internal.nodeName").is_none());
+        assert_eq!(t["ai.device.id"], "h");
+        assert_eq!(t["ai.device.type"], "Other");
+        assert_eq!(t.as_object().map(|o| o.len()), Some(4));
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub(crate) mod tag {
     pub(crate) const DEVICE_ID: TagKey = key("ai.device.id", 1024);
     pub(crate) const DEVICE_MODEL: TagKey = key("ai.device.model", 256);
     pub(crate) const DEVICE_OEM_NAME: TagKey = key("ai.device.oemName", 256);
+    pub(crate) const DEVICE_LOCALE: TagKey = key("ai.device.locale", 64);
+    pub(crate) const DEVICE_TYPE: TagKey = key("ai.device.type", 64);
+    pub(crate) const INTERNAL_NODE_NAME: TagKey = key("ai.internal.nodeName", 256);
     pub(crate) const INTERNAL_SDK_VERSION: TagKey = key("ai.internal.sdkVersion", 64);
     pub(crate) const LOCATION_IP: TagKey = key("ai.location.ip", 46);
     pub(crate) const OPERATION_ID: TagKey = key("ai.operation.id", 128);
@@ -202,6 +205,14 @@ pub(crate) struct SharedTags {
 }
 
 impl SharedTags {
+    /// The value of a tag, if it is set.
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Sets a tag, truncated to its limit. Empty values are not sent.
     pub(crate) fn set(&mut self, key: TagKey, value: &str) {
         if value.is_empty() {
