@@ -245,6 +245,15 @@ pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// `a + sep + b` in one allocation.
+pub(crate) fn join(a: &str, sep: &str, b: &str) -> String {
+    let mut s = String::with_capacity(a.len() + sep.len() + b.len());
+    s.push_str(a);
+    s.push_str(sep);
+    s.push_str(b);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

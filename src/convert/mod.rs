@@ -6,11 +6,14 @@
 //! - [`span`]: spans and span events, and the `_OTELRESOURCE_` metric;
 //! - [`log`]: log records (feature `logs`);
 //! - [`metric`]: metric data points (feature `metrics`);
+//! - [`http`]: HTTP URLs, status codes and dependency targets, shared by spans and the
+//!   standard metrics;
 //! - [`attributes`]: value rendering, measurements, sample rate and context tags, shared by
 //!   every signal;
 //! - [`semconv`]: the one table of attribute keys, stable and legacy names side by side.
 
 pub(crate) mod attributes;
+pub(crate) mod http;
 #[cfg(feature = "logs")]
 pub(crate) mod log;
 #[cfg(feature = "metrics")]

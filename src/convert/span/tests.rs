@@ -13,6 +13,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value as Json};
 
 use super::*;
+use crate::convert::http::{split_host_port, UrlParts};
 use crate::wire::{tag, SharedTags};
 
 const IKEY: &str = "1234abcd-5678-4efa-8abc-1234567890ab";
