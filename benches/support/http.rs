@@ -76,6 +76,14 @@ pub(crate) fn report_sizes(what: &str, items: usize, ours: &[Vec<u8>], theirs: &
     let their_gz: usize = theirs.iter().map(Vec::len).sum();
     let their_json: usize = theirs.iter().map(|b| gunzip(b).len()).sum();
     let per = |n: usize| n as f64 / items.max(1) as f64;
+    if let Some(dir) = std::env::var_os("BENCH_DUMP_DIR") {
+        let dir = std::path::PathBuf::from(dir);
+        for (who, bodies) in [("ours", ours), ("theirs", theirs)] {
+            let json: Vec<u8> = bodies.iter().flat_map(|b| gunzip(b)).collect();
+            let path = dir.join(format!("{}-{who}.json", what.replace(' ', "_")));
+            std::fs::write(&path, json).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    }
     println!(
         "bytes per {what}: ours JSON {:.0} B, gzip {:.0} B; \
          opentelemetry-application-insights JSON {:.0} B, gzip {:.0} B \
