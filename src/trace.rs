@@ -41,6 +41,7 @@ pub struct SpanExporter {
     resource: Resource,
     tags: SharedTags,
     resource_metric: bool,
+    standard_metrics: bool,
 }
 
 /// Builds a [`SpanExporter`]. All validation and reading of the environment happens in
@@ -50,6 +51,7 @@ pub struct SpanExporter {
 pub struct SpanExporterBuilder {
     options: Options,
     resource_metric: Option<bool>,
+    standard_metrics: bool,
 }
 
 builder_options!(SpanExporterBuilder);
@@ -63,6 +65,20 @@ impl SpanExporterBuilder {
     /// `APPLICATIONINSIGHTS_OPENTELEMETRY_RESOURCE_METRIC_DISABLED` is `true`.
     pub fn with_resource_metric(mut self, enabled: bool) -> Self {
         self.resource_metric = Some(enabled);
+        self
+    }
+
+    /// Marks HTTP request items (server spans with an HTTP method) and HTTP dependency items
+    /// (client spans with an HTTP method) with `_MS.ProcessedByMetricExtractors`, so that
+    /// the service does not derive the standard metrics `requests/duration` and
+    /// `dependencies/duration` from them: the metric exporter sends those metrics from the
+    /// HTTP duration histograms instead. Turn it on together with
+    /// [`MetricExporterBuilder::with_standard_metrics`](crate::MetricExporterBuilder::with_standard_metrics),
+    /// whose documentation says when that is right.
+    ///
+    /// Defaults to `false`: the service derives the standard metrics from the items.
+    pub fn with_standard_metrics(mut self, enabled: bool) -> Self {
+        self.standard_metrics = enabled;
         self
     }
 
@@ -84,6 +100,7 @@ impl SpanExporterBuilder {
             tags: convert::shared_tags(&resource),
             resource,
             resource_metric,
+            standard_metrics: self.standard_metrics,
         })
     }
 }
@@ -105,7 +122,7 @@ impl SpanExporter {
             envelopes.extend(convert::resource_envelope(&self.resource, &cx, now));
         }
         for span in batch {
-            convert::span_to_envelopes(span, &cx, &mut envelopes);
+            convert::span_to_envelopes(span, &cx, self.standard_metrics, &mut envelopes);
         }
         if let Some(rate) = self.core.sample_rate {
             for envelope in &mut envelopes {

@@ -209,3 +209,94 @@ fn namespace_standard_instruments_and_non_finite_sums() {
     assert_eq!(props, &json!({"http.response.status_code": "200"}));
     provider.shutdown().expect("shutdown");
 }
+
+#[test]
+fn standard_metrics_with_the_span_exporter() {
+    use opentelemetry::trace::{Span as _, SpanKind, Tracer as _, TracerProvider as _};
+    use opentelemetry_azure_monitor::SpanExporter;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    let server = IngestionServer::start().expect("server");
+    let metrics = MetricExporter::builder()
+        .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
+        .with_standard_metrics(true)
+        .build()
+        .expect("metric exporter");
+    let spans = SpanExporter::builder()
+        .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
+        .with_resource_metric(false)
+        .with_standard_metrics(true)
+        .build()
+        .expect("span exporter");
+    let meter_provider = provider(metrics);
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_resource(
+            Resource::builder_empty()
+                .with_attributes([
+                    KeyValue::new("service.name", "checkout"),
+                    KeyValue::new("service.namespace", "shop"),
+                ])
+                .build(),
+        )
+        .with_simple_exporter(spans)
+        .build();
+
+    // One HTTP request served, measured by both a span and the duration histogram.
+    let mut span = tracer_provider
+        .tracer("shop.http")
+        .span_builder("GET /orders")
+        .with_kind(SpanKind::Server)
+        .with_attributes([
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("http.route", "/orders"),
+            KeyValue::new("http.response.status_code", 503),
+        ])
+        .start(&tracer_provider.tracer("shop.http"));
+    span.end();
+    meter_provider
+        .meter("shop.http")
+        .f64_histogram("http.server.request.duration")
+        .build()
+        .record(
+            0.05,
+            &[
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("http.response.status_code", 503),
+            ],
+        );
+    meter_provider.force_flush().expect("flush metrics");
+    tracer_provider.force_flush().expect("flush spans");
+    assert_all_accepted(&server);
+    let items = server.envelopes();
+
+    let request = items
+        .iter()
+        .find(|v| v["data"]["baseType"] == "RequestData")
+        .expect("the request item");
+    assert_eq!(
+        request["data"]["baseData"]["properties"]["_MS.ProcessedByMetricExtractors"],
+        "True"
+    );
+    let standard = points(&items, "http.server.request.duration");
+    assert_eq!(standard.len(), 1, "{items:#?}");
+    let (point, props) = &standard[0];
+    assert_eq!(point["count"], 1);
+    assert_eq!(
+        props,
+        &json!({
+            "_MS.MetricId": "requests/duration",
+            "_MS.IsAutocollected": "True",
+            "request/resultCode": "503",
+            "Request.Success": "False",
+            "cloud/roleInstance": props["cloud/roleInstance"].clone(),
+            "cloud/roleName": "shop.checkout",
+        })
+    );
+    assert!(props["cloud/roleInstance"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    meter_provider.shutdown().expect("shutdown metrics");
+    tracer_provider.shutdown().expect("shutdown spans");
+}

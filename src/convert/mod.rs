@@ -10,6 +10,7 @@
 //!   standard metrics;
 //! - [`attributes`]: value rendering, measurements, sample rate and context tags, shared by
 //!   every signal;
+//! - [`standard_metrics`]: the portal's HTTP standard metrics, opt-in (metrics and spans);
 //! - [`semconv`]: the one table of attribute keys, stable and legacy names side by side.
 
 pub(crate) mod attributes;
@@ -21,6 +22,7 @@ pub(crate) mod metric;
 pub(crate) mod semconv;
 #[cfg(feature = "trace")]
 pub(crate) mod span;
+pub(crate) mod standard_metrics;
 pub(crate) mod tags;
 
 use crate::wire::SharedTags;
@@ -35,7 +37,7 @@ pub(crate) use tags::shared_tags;
 #[cfg(feature = "logs")]
 pub(crate) use log::log_to_envelope;
 #[cfg(feature = "metrics")]
-pub(crate) use metric::metrics_to_envelopes;
+pub(crate) use metric::{metrics_to_envelopes, MetricOptions};
 
 /// What every item of one export shares: the instrumentation key and the resource and
 /// process tags. Deliberately not `Debug`: it holds the instrumentation key.

@@ -365,7 +365,10 @@ impl<'a> Known<'a> {
     /// Reads `attrs` once: every known key goes into its slot (a repeated key: the last one
     /// wins), and, when `properties` is given, every attribute that is not a standard one
     /// (see [`is_standard_attribute`]) is added to it, borrowed where possible.
-    pub(crate) fn scan(attrs: &'a [KeyValue], mut properties: Option<&mut Properties<'a>>) -> Self {
+    pub(crate) fn scan(
+        attrs: impl IntoIterator<Item = &'a KeyValue>,
+        mut properties: Option<&mut Properties<'a>>,
+    ) -> Self {
         let mut slots = [None; COUNT];
         for kv in attrs {
             let key = kv.key.as_str();

@@ -27,6 +27,7 @@ use super::semconv::{
     MESSAGING_REQUEST_PEER, REQUEST_LOCATION_IP, RPC_STATUS_CODE, RPC_SYSTEM, SAMPLE_RATE,
     USER_AGENT,
 };
+use super::standard_metrics::PROCESSED_BY_METRIC_EXTRACTORS;
 use super::Context;
 use crate::wire::{
     tag, Bounded, Data, DataPoint, Envelope, ExceptionData, ExceptionDetails, Measurements,
@@ -62,9 +63,13 @@ const SQL_FAMILY: [&str; 13] = [
 
 /// Converts one span into its envelope followed by one envelope per span event (MAPPING.md
 /// §3.1, §3.7), appended to `out`.
+///
+/// With `standard_metrics`, HTTP request and HTTP dependency items are marked as already
+/// counted in the standard metrics (see [`standard_metrics`](super::standard_metrics)).
 pub(crate) fn span_to_envelopes<'a>(
     span: &'a SpanData,
     cx: &Context<'a>,
+    standard_metrics: bool,
     out: &mut Vec<Envelope<'a>>,
 ) {
     let mut properties = Properties::with_capacity(span.attributes.len() + 1);
@@ -92,6 +97,7 @@ pub(crate) fn span_to_envelopes<'a>(
         id: hex(&span_id),
         properties,
         measurements,
+        standard_metrics,
     };
     let data = match span.span_kind {
         SpanKind::Server | SpanKind::Consumer => Data::Request(request(common, &mut tags)),
@@ -128,6 +134,8 @@ struct Common<'a, 'k> {
     id: String,
     properties: Properties<'a>,
     measurements: Measurements<'a>,
+    /// Whether HTTP items are marked [`PROCESSED_BY_METRIC_EXTRACTORS`].
+    standard_metrics: bool,
 }
 
 fn is_error(status: &Status) -> bool {
@@ -140,8 +148,9 @@ fn request<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RequestData<'a> {
         span,
         known: k,
         id,
-        properties,
+        mut properties,
         mut measurements,
+        standard_metrics,
     } = c;
     let mut name: Cow<'a, str> = Cow::Borrowed(&span.name);
     let mut response_code: Cow<'a, str> = Cow::Borrowed("0");
@@ -170,6 +179,9 @@ fn request<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RequestData<'a> {
         // PY: only 4xx (and a missing code) fail a request; 5xx spans are ERROR anyway.
         success = success && code != 0 && !(400..=499).contains(&code);
         url = request_url;
+        if standard_metrics {
+            properties.insert(PROCESSED_BY_METRIC_EXTRACTORS, "True");
+        }
     } else if k.has(Key::MessagingSystem) {
         if let Some(dest) = k.text(MESSAGING_DESTINATION) {
             source = Some(match k.text(MESSAGING_REQUEST_PEER) {
@@ -205,8 +217,9 @@ fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyDat
         span,
         known: k,
         id,
-        properties,
+        mut properties,
         measurements,
+        standard_metrics,
     } = c;
     let mut name: Cow<'a, str> = Cow::Borrowed(&span.name);
     let mut result_code: Cow<'a, str> = Cow::Borrowed("0");
@@ -234,6 +247,9 @@ fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyDat
                 target = http_dependency_target(k, url.as_ref());
                 result_code = Cow::Owned(status_code(k).to_string());
                 data = url;
+                if standard_metrics {
+                    properties.insert(PROCESSED_BY_METRIC_EXTRACTORS, "True");
+                }
             } else if let Some(system) = k.text(DB_SYSTEM) {
                 ty = db_type(&system);
                 data = k.text(DB_STATEMENT);

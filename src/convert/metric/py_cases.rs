@@ -16,12 +16,12 @@
 //! | `test_point_to_envelope_number` | agrees |
 //! | `test_point_to_envelope_histogram` | agrees |
 //! | `test_point_to_envelope_metric_namespace` | agrees |
-//! | `test_point_to_envelope_std_metric_client_duration` | deviation: an ordinary metric with its attributes, not a pre-aggregated `dependencies/duration` (module docs, §5.4 R) |
-//! | `test_point_to_envelope_std_metric_server_duration` | deviation: an ordinary metric, not `requests/duration` (as above) |
-//! | `test_point_to_envelope_std_metric_unsupported` | agrees |
+//! | `test_point_to_envelope_std_metric_client_duration` | agrees with the standard metrics on (`with_standard_metrics`; off by default, §5.4 R) |
+//! | `test_point_to_envelope_std_metric_server_duration` | agrees with the standard metrics on (as above) |
+//! | `test_point_to_envelope_std_metric_unsupported` | agrees (standard metrics on or off) |
 //!
-//! 8 cases: 5 agree, 3 deliberate deviations (the sdkVersion format, and the standard metrics
-//! that §5.4 R makes optional).
+//! 8 cases: 7 agree (the two standard-metric cases with the option on), 1 deliberate
+//! deviation from a recommended rule (our `sdkVersion` format, §2.1 R).
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -34,7 +34,9 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 use serde_json::{json, Value};
 
-use super::{metrics_to_envelopes, point_envelope, PointValue, ResourceMetrics, Skipped};
+use super::{
+    metrics_to_envelopes, point_envelope, MetricOptions, PointValue, ResourceMetrics, Skipped,
+};
 use crate::convert::tags::shared_tags_with;
 use crate::convert::Context;
 use crate::wire::{SharedTags, Timestamp};
@@ -78,7 +80,7 @@ fn point(resource: &Resource, name: &str, value: PointValue, attrs: &[KeyValue])
         tags: &shared,
     };
     let time = UNIX_EPOCH + Duration::from_nanos(TIME_NS);
-    point_envelope(&cx, name, None, value, attrs.iter(), time)
+    point_envelope(&cx, name, None, None, value, attrs.iter(), time)
         .map(|e| serde_json::to_value(&e).unwrap_or_default())
         .unwrap_or_default()
 }
@@ -123,15 +125,19 @@ fn gauge_time(rm: &ResourceMetrics) -> Option<String> {
     }
 }
 
-/// A whole collection through [`metrics_to_envelopes`], with `namespace` opted in or not.
-fn convert(rm: &ResourceMetrics, resource: &Resource, namespace: bool) -> (Vec<Value>, Skipped) {
+/// A whole collection through [`metrics_to_envelopes`] with `options`.
+fn convert(
+    rm: &ResourceMetrics,
+    resource: &Resource,
+    options: MetricOptions,
+) -> (Vec<Value>, Skipped) {
     let shared = tags_of(resource);
     let cx = Context {
         ikey: IKEY,
         tags: &shared,
     };
     let mut out = Vec::new();
-    let skipped = metrics_to_envelopes(rm, &cx, namespace, &mut out);
+    let skipped = metrics_to_envelopes(rm, &cx, options, &mut out);
     let values = out
         .iter()
         .map(|e| serde_json::to_value(e).unwrap_or_default())
@@ -215,7 +221,7 @@ fn py_point_to_envelope_number() {
     // The namespace is not opted in: no `ns`, though the meter has a name. (`test name` is
     // not a valid instrument name for the SDK, hence `test_name` here.)
     let rm = collect_gauge("test_scope", "test_name", 10.0, &test_attrs());
-    let (items, _) = convert(&rm, &test_resource(), false);
+    let (items, _) = convert(&rm, &test_resource(), MetricOptions::default());
     assert_eq!(items.len(), 1);
     assert_eq!(
         base(&items[0])["metrics"],
@@ -251,7 +257,14 @@ fn py_point_to_envelope_metric_namespace() {
     // PY: `APPLICATIONINSIGHTS_METRIC_NAMESPACE_OPT_IN=True` (read by the builder; here the
     // flag it sets).
     let rm = collect_gauge("test_scope", "test_name", 10.0, &test_attrs());
-    let (items, _) = convert(&rm, &test_resource(), true);
+    let (items, _) = convert(
+        &rm,
+        &test_resource(),
+        MetricOptions {
+            namespace: true,
+            standard_metrics: false,
+        },
+    );
     assert_eq!(items.len(), 1);
     let v = &items[0];
     assert_eq!(v["iKey"], IKEY);
@@ -265,10 +278,18 @@ fn py_point_to_envelope_metric_namespace() {
     );
 }
 
-/// One standard-metric instrument value through the SDK: the envelope, whose time is checked.
-fn std_metric(name: &'static str, attrs: &[KeyValue]) -> Value {
+/// The standard metrics on, as the Python exporter always has them (module docs of
+/// `convert/standard_metrics.rs`: here they are an option, off by default).
+const STANDARD: MetricOptions = MetricOptions {
+    namespace: false,
+    standard_metrics: true,
+};
+
+/// One standard-metric instrument value through the SDK: the envelope, whose time, name and
+/// value are checked.
+fn std_metric(name: &'static str, attrs: &[KeyValue], options: MetricOptions) -> Value {
     let rm = collect_gauge("test_scope", name, 15.0, attrs);
-    let (mut items, skipped) = convert(&rm, &service_resource(), false);
+    let (mut items, skipped) = convert(&rm, &service_resource(), options);
     assert_eq!(skipped, Skipped::default());
     assert_eq!(items.len(), 1, "{name}");
     let v = items.remove(0);
@@ -280,8 +301,6 @@ fn std_metric(name: &'static str, attrs: &[KeyValue]) -> Value {
         base(&v)["metrics"],
         json!([{"name": name, "value": 15.0, "count": 1}])
     );
-    // Deviation (module docs, MAPPING.md §5.4 R): never a pre-aggregated standard metric.
-    assert!(!v.to_string().contains("_MS."), "{v}");
     v
 }
 
@@ -295,85 +314,119 @@ fn std_attrs(status_key: &'static str, status: Option<opentelemetry::Value>) -> 
     attrs
 }
 
+/// PY's status codes 200, 500, `None` (here: no attribute) and the string "None", with the
+/// success and result code PY expects.
+fn std_status_cases() -> [(Option<opentelemetry::Value>, &'static str, &'static str); 4] {
+    [
+        (Some(200i64.into()), "True", "200"),
+        (Some(500i64.into()), "False", "500"),
+        (None, "False", "0"),
+        (Some("None".into()), "False", "0"),
+    ]
+}
+
 #[test]
 fn py_point_to_envelope_std_metric_client_duration() {
-    // Deviation: PY replaces the attributes with `_MS.MetricId = dependencies/duration`,
-    // `_MS.IsAutocollected`, `Dependency.Type`, `Dependency.Success`, `dependency/target`,
-    // `dependency/resultCode` and `cloud/*`. We do not pre-aggregate standard metrics: the
-    // service derives them from the dependency items, and marking this metric as one would
-    // count every call twice. So it is an ordinary metric that keeps its attributes.
-    // PY's status codes 200, 500, `None` (here: no attribute) and the string "None".
-    let cases: [(Option<opentelemetry::Value>, Value); 4] = [
-        (
-            Some(200i64.into()),
-            json!({"http.status_code": "200", "custom_attr": "custom_key"}),
-        ),
-        (
-            Some(500i64.into()),
-            json!({"http.status_code": "500", "custom_attr": "custom_key"}),
-        ),
-        (None, json!({"custom_attr": "custom_key"})),
-        (
-            Some("None".into()),
-            json!({"http.status_code": "None", "custom_attr": "custom_key"}),
-        ),
-    ];
-    for (status, want) in cases {
+    // PY mocks `_get_target_and_path_for_http_dependency` to return "test_service"; here the
+    // point carries `peer.service`, which the same target rules read (convert/http.rs).
+    let client_attrs = |key, status| {
+        let mut attrs = std_attrs(key, status);
+        attrs.push(KeyValue::new("peer.service", "test_service"));
+        attrs
+    };
+    for (status, success, code) in std_status_cases() {
         let v = std_metric(
             "http.client.duration",
-            &std_attrs("http.status_code", status),
+            &client_attrs("http.status_code", status),
+            STANDARD,
         );
-        assert_eq!(base(&v)["properties"], want);
+        // The attributes are replaced: no `custom_attr`, no `_MS.SentToAMW`.
+        assert_eq!(
+            base(&v)["properties"],
+            json!({
+                "_MS.MetricId": "dependencies/duration",
+                "_MS.IsAutocollected": "True",
+                "Dependency.Type": "http",
+                "Dependency.Success": success,
+                "dependency/target": "test_service",
+                "dependency/resultCode": code,
+                "cloud/roleInstance": "testServiceInstanceId",
+                "cloud/roleName": "testServiceNamespace.testServiceName",
+            })
+        );
     }
     // Stable semantic conventions.
     let v = std_metric(
         "http.client.request.duration",
-        &std_attrs("http.response.status_code", Some(200i64.into())),
+        &client_attrs("http.response.status_code", Some(200i64.into())),
+        STANDARD,
+    );
+    assert_eq!(
+        base(&v)["properties"]["_MS.MetricId"],
+        "dependencies/duration"
+    );
+    assert_eq!(base(&v)["properties"]["Dependency.Success"], "True");
+    assert_eq!(base(&v)["properties"]["dependency/resultCode"], "200");
+    assert!(base(&v)["properties"].get("custom_attr").is_none());
+
+    // Deviation (MAPPING.md §5.4 R): the standard metrics are an option, off by default;
+    // then the instrument is an ordinary metric that keeps its attributes.
+    let v = std_metric(
+        "http.client.duration",
+        &std_attrs("http.status_code", Some(200i64.into())),
+        MetricOptions::default(),
     );
     assert_eq!(
         base(&v)["properties"],
-        json!({"http.response.status_code": "200", "custom_attr": "custom_key"})
+        json!({"http.status_code": "200", "custom_attr": "custom_key"})
     );
 }
 
 #[test]
 fn py_point_to_envelope_std_metric_server_duration() {
-    // Deviation: PY replaces the attributes with `_MS.MetricId = requests/duration`,
-    // `_MS.IsAutocollected`, `Request.Success`, `request/resultCode`, `operation/synthetic`
-    // and `cloud/*`; we send an ordinary metric with its attributes (see the client case).
-    let cases: [(Option<opentelemetry::Value>, Value); 4] = [
-        (
-            Some(200i64.into()),
-            json!({"http.status_code": "200", "custom_attr": "custom_key"}),
-        ),
-        (
-            Some(500i64.into()),
-            json!({"http.status_code": "500", "custom_attr": "custom_key"}),
-        ),
-        (None, json!({"custom_attr": "custom_key"})),
-        (
-            Some("None".into()),
-            json!({"http.status_code": "None", "custom_attr": "custom_key"}),
-        ),
-    ];
-    for (status, want) in cases {
+    for (status, success, code) in std_status_cases() {
         let v = std_metric(
             "http.server.duration",
             &std_attrs("http.status_code", status),
+            STANDARD,
         );
-        assert_eq!(base(&v)["properties"], want);
+        assert_eq!(
+            base(&v)["properties"],
+            json!({
+                "_MS.MetricId": "requests/duration",
+                "_MS.IsAutocollected": "True",
+                "request/resultCode": code,
+                "cloud/roleInstance": "testServiceInstanceId",
+                "cloud/roleName": "testServiceNamespace.testServiceName",
+                "Request.Success": success,
+            })
+        );
     }
-    // Synthetic traffic: PY's `operation/synthetic` property; here the attribute stays a
-    // property and marks the item synthetic (MAPPING.md §2.5, as PY does for other metrics).
+    // Synthetic traffic: `operation/synthetic`, and the item's synthetic source (§2.5).
     let mut attrs = std_attrs("http.status_code", Some("None".into()));
     attrs.push(KeyValue::new("user_agent.synthetic.type", "bot"));
-    let v = std_metric("http.server.duration", &attrs);
-    assert_eq!(base(&v)["properties"]["user_agent.synthetic.type"], "bot");
+    let v = std_metric("http.server.duration", &attrs, STANDARD);
+    assert_eq!(base(&v)["properties"]["operation/synthetic"], "True");
+    assert!(base(&v)["properties"]
+        .get("user_agent.synthetic.type")
+        .is_none());
     assert_eq!(v["tags"]["ai.operation.syntheticSource"], "True");
     // Stable semantic conventions.
     let v = std_metric(
         "http.server.request.duration",
         &std_attrs("http.response.status_code", Some(200i64.into())),
+        STANDARD,
+    );
+    assert_eq!(base(&v)["properties"]["_MS.MetricId"], "requests/duration");
+    assert_eq!(base(&v)["properties"]["Request.Success"], "True");
+    assert_eq!(base(&v)["properties"]["request/resultCode"], "200");
+    assert!(base(&v)["properties"].get("custom_attr").is_none());
+
+    // Deviation (MAPPING.md §5.4 R): off by default, an ordinary metric.
+    let v = std_metric(
+        "http.server.request.duration",
+        &std_attrs("http.response.status_code", Some(200i64.into())),
+        MetricOptions::default(),
     );
     assert_eq!(
         base(&v)["properties"],
@@ -389,13 +442,15 @@ fn py_point_to_envelope_std_metric_unsupported() {
         KeyValue::new("custom_attr", "custom_key"),
     ];
     let rm = collect_gauge("test_scope", "http.server.request.size", 15.0, &attrs);
-    let (items, skipped) = convert(&rm, &service_resource(), false);
-    assert!(items.is_empty(), "{items:?}");
-    assert_eq!(
-        skipped,
-        Skipped {
-            non_finite: 0,
-            unsupported: 1
-        }
-    );
+    for options in [MetricOptions::default(), STANDARD] {
+        let (items, skipped) = convert(&rm, &service_resource(), options);
+        assert!(items.is_empty(), "{items:?}");
+        assert_eq!(
+            skipped,
+            Skipped {
+                non_finite: 0,
+                unsupported: 1
+            }
+        );
+    }
 }

@@ -23,6 +23,7 @@ fn envelope(value: PointValue, attrs: &[KeyValue], ns: Option<&str>) -> Option<V
         &cx,
         "requests",
         ns,
+        None,
         value,
         attrs.iter(),
         UNIX_EPOCH + Duration::from_secs(60),
@@ -136,6 +137,7 @@ fn envelope_shape_properties_and_tags() {
         &cx,
         &long,
         Some(&long),
+        None,
         PointValue::single(1.0),
         [].iter(),
         UNIX_EPOCH,
@@ -191,7 +193,11 @@ fn convert(rm: &ResourceMetrics, namespace: bool) -> (Vec<Value>, Skipped) {
         tags: &shared,
     };
     let mut out = Vec::new();
-    let skipped = metrics_to_envelopes(rm, &cx, namespace, &mut out);
+    let options = MetricOptions {
+        namespace,
+        standard_metrics: false,
+    };
+    let skipped = metrics_to_envelopes(rm, &cx, options, &mut out);
     let values = out
         .iter()
         .map(|e| serde_json::to_value(e).unwrap_or_default())

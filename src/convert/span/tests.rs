@@ -77,12 +77,17 @@ fn span(kind: SpanKind, attributes: Vec<KeyValue>) -> SpanData {
 }
 
 fn convert_with(span: &SpanData, shared: &SharedTags) -> Vec<Json> {
+    convert_standard(span, shared, false)
+}
+
+/// The envelopes of `span`, with the standard metrics on or off.
+fn convert_standard(span: &SpanData, shared: &SharedTags, standard_metrics: bool) -> Vec<Json> {
     let cx = Context {
         ikey: IKEY,
         tags: shared,
     };
     let mut out = Vec::new();
-    span_to_envelopes(span, &cx, &mut out);
+    span_to_envelopes(span, &cx, standard_metrics, &mut out);
     out.iter()
         .map(|e| serde_json::to_value(e).unwrap_or_default())
         .collect()
@@ -1053,6 +1058,44 @@ fn client_rpc_messaging_azure_genai_spans() {
 }
 
 #[test]
+fn standard_metrics_mark_http_items_only() {
+    let marked = "/data/baseData/properties/_MS.ProcessedByMetricExtractors";
+    let http = || {
+        vec![
+            kv("http.request.method", "GET"),
+            kv("url.full", "http://a/b"),
+        ]
+    };
+    let cases = [
+        ("HTTP request", span(SpanKind::Server, http()), true),
+        ("HTTP dependency", span(SpanKind::Client, http()), true),
+        (
+            "database dependency",
+            span(SpanKind::Client, vec![kv("db.system", "postgresql")]),
+            false,
+        ),
+        (
+            "messaging request",
+            span(SpanKind::Consumer, vec![kv("messaging.system", "kafka")]),
+            false,
+        ),
+        (
+            "internal span with HTTP attributes",
+            span(SpanKind::Internal, http()),
+            false,
+        ),
+        ("plain request", span(SpanKind::Server, vec![]), false),
+    ];
+    for (case, span, expected) in cases {
+        let on = convert_standard(&span, &SharedTags::default(), true);
+        let want = expected.then(|| json!("True"));
+        assert_eq!(on[0].pointer(marked), want.as_ref(), "{case}");
+        let off = convert_standard(&span, &SharedTags::default(), false);
+        assert_eq!(off[0].pointer(marked), None, "{case}, standard metrics off");
+    }
+}
+
+#[test]
 fn properties_and_measurements() {
     let s = |v: &str| StringValue::from(v.to_owned());
     let gen_ai = "m".repeat(10_000);
@@ -1546,7 +1589,7 @@ proptest! {
         let shared = SharedTags::default();
         let cx = Context { ikey: IKEY, tags: &shared };
         let mut envelopes = Vec::new();
-        span_to_envelopes(&s, &cx, &mut envelopes);
+        span_to_envelopes(&s, &cx, false, &mut envelopes);
         let items = crate::transmit::encode(envelopes);
         prop_assert_eq!(items.len(), 2, "no item may be dropped");
         for i in 0..items.len() {
