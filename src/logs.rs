@@ -126,6 +126,7 @@ mod tests {
     fn debug_hides_the_instrumentation_key() {
         let exporter = LogExporter::builder()
             .with_connection_string(CONNECTION_STRING)
+            .with_offline_storage(false)
             .with_sample_rate(50.0)
             .build()
             .unwrap();
@@ -156,6 +157,7 @@ mod tests {
         use opentelemetry_sdk::logs::LogExporter as _;
         let exporter = LogExporter::builder()
             .with_connection_string(CONNECTION_STRING)
+            .with_offline_storage(false)
             .build()
             .unwrap();
         exporter.shutdown().unwrap();

@@ -185,6 +185,7 @@ mod tests {
     fn delta_and_no_key_in_debug() {
         let exporter = MetricExporter::builder()
             .with_connection_string(CONNECTION_STRING)
+            .with_offline_storage(false)
             .with_metric_namespace(true)
             .build()
             .unwrap();

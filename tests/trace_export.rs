@@ -221,6 +221,7 @@ fn resource_metric_is_sent_once_per_batch() {
     let server = IngestionServer::start().unwrap();
     let exporter = SpanExporter::builder()
         .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
         .build()
         .unwrap();
     let provider = provider(exporter);
