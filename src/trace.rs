@@ -93,7 +93,7 @@ impl SpanExporterBuilder {
             !std::env::var(ENV_RESOURCE_METRIC_DISABLED)
                 .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
         });
-        let core = self.options.resolve(transmit::encode::GZIP_LEVEL)?;
+        let core = self.options.resolve(transmit::encode::SPAN_GZIP_LEVEL)?;
         let resource = Resource::builder_empty().build();
         Ok(SpanExporter {
             core,
