@@ -8,7 +8,7 @@
 //! `ai.internal.nodeName` repeats `ai.cloud.roleInstance`, also as in the Python exporter. The
 //! JS and .NET exporters send none of these. They are about 120 bytes of JSON per item, the
 //! same in every item, and no measurable CPU; after gzip at level 2 they cost about 1 byte per
-//! log record and 8 per span (`benches/`), which is why span bodies are compressed at level 3
+//! log record and 8 per span (`benches/`), which is why span bodies are compressed at level 4
 //! (see `transmit/encode.rs`).
 
 use std::borrow::Cow;

@@ -19,12 +19,13 @@ use crate::wire::Envelope;
 /// would double the CPU of a log export. Level 1 ("quick") gives 48 bytes.
 pub(crate) const GZIP_LEVEL: u32 = 2;
 
-/// The gzip level of span bodies. Measured in `benches/trace_export.rs` (512 spans, one run):
-/// level 2 gives 60 bytes per span, more than the leading Rust exporter's 55-56, because the
+/// The gzip level of span bodies. Measured in `benches/trace_export.rs` (512 spans): level 2
+/// gives 58-60 bytes per span, more than the leading Rust exporter's 55-56, because the
 /// Python exporter's process tags make the constant head of every item longer than gzip's
-/// longest match (258 bytes), which level 2 handles badly; level 3 gives 55 for about 12% more
-/// CPU (still about 0.15 times theirs), level 4 gives 49 for 40% more.
-pub(crate) const SPAN_GZIP_LEVEL: u32 = 3;
+/// longest match (258 bytes), which the "fast" strategy handles badly; level 3 gives 55 (a
+/// ratio of 0.99 to 1.00, too close), level 4 gives 49 for about 15% more CPU than level 3
+/// (0.17 to 0.19 times the other exporter's in three runs).
+pub(crate) const SPAN_GZIP_LEVEL: u32 = 4;
 
 /// The gzip level of metric bodies. A collection repeats the same names and attributes point
 /// after point, which zlib-rs' "medium" strategy (levels 4 to 6) finds and "fast" does not:
