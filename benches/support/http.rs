@@ -69,7 +69,8 @@ pub(crate) fn gunzip(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Prints the JSON and gzip bytes per item of both exporters' bodies for the same data.
+/// Prints the JSON and gzip bytes per item of both exporters' bodies for the same data; with
+/// `BENCH_DUMP_DIR` set, also writes both exporters' uncompressed JSON bodies into that directory.
 pub(crate) fn report_sizes(what: &str, items: usize, ours: &[Vec<u8>], theirs: &[Vec<u8>]) {
     let gz: usize = ours.iter().map(Vec::len).sum();
     let json: usize = ours.iter().map(|b| gunzip(b).len()).sum();
