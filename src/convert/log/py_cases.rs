@@ -5,7 +5,7 @@
 //!
 //! | PY test | result |
 //! |---|---|
-//! | `test_log_to_envelope_partA` | deviation: our own `ai.internal.sdkVersion` (§2.1 R); the other tags agree |
+//! | `test_log_to_envelope_partA` | agrees: PY checks `ai.internal.sdkVersion` against its own process's version string, ours is our process's in the §2.1 R format |
 //! | `test_log_to_envelope_partA_default` | agrees |
 //! | `test_log_to_envelope_log` | deviation: `severityLevel` is the string `Warning`, not `2` (§4.4 R) |
 //! | `test_log_to_envelope_user_fields` | agrees |
@@ -33,9 +33,9 @@
 //! | `test_log_to_envelope_synthetic_load_always_on` | agrees |
 //! | `test_get_severity_level` | deviation: the string enum, not the integers 0–4 (§4.4 R); same levels |
 //!
-//! 27 cases: 18 agree, 9 deliberate deviations, all from the recommended rules: the severity as
-//! the swagger's string (6, the same level as PY's integer, which MAPPING.md §4.4 says to treat
-//! as equal), compact JSON bodies (2, equal in value) and our `sdkVersion` format (1).
+//! 27 cases: 19 agree, 8 differ as the recommended rules say, both compared as MAPPING.md says:
+//! the severity as the swagger's string (6, the same level as PY's integer, §4.4) and compact
+//! JSON bodies (2, equal in value to PY's, §10.3).
 
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -379,7 +379,8 @@ fn py_log_to_envelope_part_a() {
     assert_eq!(tags["ai.device.id"], HOST);
     assert_eq!(tags["ai.device.type"], "Other");
     assert_eq!(tags["ai.internal.nodeName"], "testServiceInstanceId");
-    // Deviation (MAPPING.md §2.1 R): our own sdkVersion, `{rp}{os}m_rust...:ext{version}`.
+    // PY compares the sdkVersion with its own process's; ours is this process's, in the
+    // MAPPING.md §2.1 R format `{rp}{os}m_rust...:ext{version}`.
     let sdk = tags["ai.internal.sdkVersion"].as_str().unwrap_or_default();
     assert!(sdk.contains("m_rust"), "{sdk}");
     assert!(

