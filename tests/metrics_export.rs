@@ -12,17 +12,20 @@ use opentelemetry_sdk::metrics::{
 use opentelemetry_sdk::Resource;
 use serde_json::{json, Value};
 
+/// The resource of every provider here: role `shop.checkout`.
+fn resource() -> Resource {
+    Resource::builder_empty()
+        .with_attributes([
+            KeyValue::new("service.name", "checkout"),
+            KeyValue::new("service.namespace", "shop"),
+            KeyValue::new("service.version", "1.4.2"),
+        ])
+        .build()
+}
+
 fn provider(exporter: MetricExporter) -> SdkMeterProvider {
     SdkMeterProvider::builder()
-        .with_resource(
-            Resource::builder_empty()
-                .with_attributes([
-                    KeyValue::new("service.name", "checkout"),
-                    KeyValue::new("service.namespace", "shop"),
-                    KeyValue::new("service.version", "1.4.2"),
-                ])
-                .build(),
-        )
+        .with_resource(resource())
         .with_reader(PeriodicReader::builder(exporter).build())
         .with_view(|i: &Instrument| {
             (i.name() == "checkout.duration.exp").then(|| {
@@ -232,14 +235,7 @@ fn standard_metrics_with_the_span_exporter() {
         .expect("span exporter");
     let meter_provider = provider(metrics);
     let tracer_provider = SdkTracerProvider::builder()
-        .with_resource(
-            Resource::builder_empty()
-                .with_attributes([
-                    KeyValue::new("service.name", "checkout"),
-                    KeyValue::new("service.namespace", "shop"),
-                ])
-                .build(),
-        )
+        .with_resource(resource())
         .with_simple_exporter(spans)
         .build();
 

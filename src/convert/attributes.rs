@@ -8,7 +8,7 @@ use opentelemetry::{Array, Value};
 
 use super::semconv::{Key, Known, USER_AGENT};
 use crate::wire::limits::GEN_AI_PROPERTY_VALUE;
-use crate::wire::{tag, Measurements, Properties, Tags};
+use crate::wire::{hex_chunks, tag, Measurements, Properties, Tags};
 
 /// Rendering an array stops once it has this many bytes: every property value is cut to at
 /// most [`GEN_AI_PROPERTY_VALUE`] characters later, and a character has at most 4 bytes.
@@ -233,16 +233,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// Appends the lower-case hex of `bytes` to `out`.
 pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 64];
-    for chunk in bytes.chunks(32) {
-        for (pair, &b) in buf.chunks_exact_mut(2).zip(chunk) {
-            pair[0] = DIGITS[usize::from(b >> 4)];
-            pair[1] = DIGITS[usize::from(b & 0xf)];
-        }
-        // Only ASCII digits were written.
-        out.push_str(std::str::from_utf8(&buf[..chunk.len() * 2]).unwrap_or_default());
-    }
+    hex_chunks(bytes, |hex| {
+        // Only ASCII digits are emitted.
+        out.push_str(std::str::from_utf8(hex).unwrap_or_default());
+    });
 }
 
 /// `a + sep + b` in one allocation.

@@ -74,9 +74,14 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 
 /// Writes the lower-case hex digits of `bytes`.
 pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    hex_chunks(bytes, |hex| out.extend_from_slice(hex));
+}
+
+/// The lower-case hex digits of `bytes`, handed to `emit` sixteen bytes (a trace id) at a
+/// time from a stack buffer: one copy per chunk instead of a capacity check per digit. Only
+/// ASCII digits are emitted.
+pub(crate) fn hex_chunks(bytes: &[u8], mut emit: impl FnMut(&[u8])) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    // Sixteen bytes (a trace id) at a time through a stack buffer: one copy into `out`
-    // instead of a capacity check per digit.
     for chunk in bytes.chunks(16) {
         let mut hex = [0u8; 32];
         for (pair, &b) in hex.chunks_exact_mut(2).zip(chunk) {
@@ -85,7 +90,7 @@ pub(crate) fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
                 *lo = DIGITS[usize::from(b & 0xf)];
             }
         }
-        out.extend_from_slice(hex.get(..2 * chunk.len()).unwrap_or(&hex));
+        emit(hex.get(..2 * chunk.len()).unwrap_or(&hex));
     }
 }
 

@@ -16,5 +16,6 @@ mod response;
 pub(crate) use data::*;
 pub(crate) use envelope::*;
 pub(crate) use format::{TimeSpan, Timestamp};
+pub(crate) use json::hex_chunks;
 pub(crate) use limits::Bounded;
 pub(crate) use response::TrackResponse;
