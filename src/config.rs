@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use crate::connection_string::ConnectionString;
 use crate::error::BuildError;
+use crate::processor::{self, Processor};
 use crate::transmit::storage::{self, Storage, StorageConfig};
 use crate::transmit::{EncodedItems, RetryPolicy, TransmitConfig, Transmitter};
+use crate::wire::Envelope;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
 /// Default deadline of one export. Below the 5 s the SDK's `shutdown()` waits for the last
@@ -34,6 +36,8 @@ pub(crate) struct Options {
     pub(crate) storage_directory: Option<PathBuf>,
     pub(crate) storage_max_size: Option<u64>,
     pub(crate) storage_retention: Option<Duration>,
+    /// Telemetry processors, in the order they were added.
+    pub(crate) processors: Vec<Arc<Processor>>,
 }
 
 impl fmt::Debug for Options {
@@ -51,6 +55,7 @@ impl fmt::Debug for Options {
             .field("storage_directory", &set(self.storage_directory.is_some()))
             .field("storage_max_size", &self.storage_max_size)
             .field("storage_retention", &self.storage_retention)
+            .field("processors", &self.processors.len())
             .finish()
     }
 }
@@ -63,6 +68,8 @@ pub(crate) struct Core {
     /// Percentage (0, 100] written as `sampleRate` on items that carry no rate of their own.
     pub(crate) sample_rate: Option<f64>,
     pub(crate) transmitter: Transmitter,
+    /// Telemetry processors, run on every item just before it is encoded.
+    pub(crate) processors: Vec<Arc<Processor>>,
 }
 
 impl fmt::Debug for Core {
@@ -70,11 +77,44 @@ impl fmt::Debug for Core {
         f.debug_struct("Core")
             .field("sample_rate", &self.sample_rate)
             .field("transmitter", &self.transmitter)
+            .field("processors", &self.processors.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Core {
+    /// Runs the telemetry processors on the converted items (dropping what they discard) and
+    /// encodes the rest: the one place where the three exporters' items meet the processors.
+    pub(crate) fn encode<'a>(
+        &self,
+        envelopes: impl IntoIterator<Item = Envelope<'a>>,
+    ) -> EncodedItems {
+        let envelopes = envelopes.into_iter();
+        if self.processors.is_empty() {
+            return crate::transmit::encode(envelopes);
+        }
+        let n = envelopes.size_hint().0;
+        self.encode_counted(n, envelopes)
+    }
+
+    /// [`Core::encode`] for an iterator that does not know its length: `n` is how many items
+    /// to expect.
+    pub(crate) fn encode_counted<'a>(
+        &self,
+        n: usize,
+        envelopes: impl IntoIterator<Item = Envelope<'a>>,
+    ) -> EncodedItems {
+        if self.processors.is_empty() {
+            return crate::transmit::encode_counted(n, envelopes);
+        }
+        crate::transmit::encode_counted(
+            n,
+            envelopes
+                .into_iter()
+                .filter_map(|e| processor::apply(&self.processors, e)),
+        )
+    }
+
     /// Encodes on the caller's thread (unless shut down) and hands the items to the delivery
     /// thread; the future resolves when they are delivered, stored or given up.
     pub(crate) fn export(
@@ -141,6 +181,7 @@ impl Options {
             ikey: connection_string.instrumentation_key().to_owned(),
             sample_rate,
             transmitter,
+            processors: self.processors,
         })
     }
 }
@@ -279,6 +320,23 @@ macro_rules! builder_options {
             /// Defaults to 50 MiB (52,428,800 bytes).
             pub fn with_storage_max_size(mut self, bytes: u64) -> Self {
                 self.options.storage_max_size = Some(bytes);
+                self
+            }
+
+            /// Adds a telemetry processor: a closure that sees every item this exporter sends,
+            /// after conversion and before encoding, through a [`TelemetryItem`](crate::TelemetryItem),
+            /// and may change it or [`discard`](crate::TelemetryItem::discard) it. Processors run
+            /// in the order they were added. One that panics changes and drops nothing; its
+            /// first panic is reported in the internal log. See [`processor`](crate::processor).
+            ///
+            /// Defaults to none.
+            pub fn with_processor(
+                mut self,
+                processor: impl Fn(&mut crate::TelemetryItem<'_>) + Send + Sync + 'static,
+            ) -> Self {
+                self.options
+                    .processors
+                    .push(crate::processor::Processor::new(processor));
                 self
             }
 

@@ -15,6 +15,8 @@ mod error;
 mod logs;
 #[cfg(feature = "metrics")]
 mod metrics;
+pub mod processor;
+pub mod resource;
 #[cfg(feature = "trace")]
 mod trace;
 mod transmit;
@@ -25,6 +27,7 @@ pub use error::BuildError;
 pub use logs::{LogExporter, LogExporterBuilder};
 #[cfg(feature = "metrics")]
 pub use metrics::{MetricExporter, MetricExporterBuilder};
+pub use processor::{ContextTag, ItemKind, TelemetryItem};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
 pub use transmit::RetryPolicy;

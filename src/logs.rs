@@ -82,7 +82,7 @@ impl LogExporter {
         let sample_rate = self.core.sample_rate;
         // `LogBatch`'s iterator does not tell its length: count first (cheap) to allocate once.
         let n = batch.iter().count();
-        transmit::encode_counted(
+        self.core.encode_counted(
             n,
             batch.iter().map(|(record, scope)| {
                 let mut envelope = convert::log_to_envelope(record, scope, &cx, now);

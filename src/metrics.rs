@@ -138,7 +138,7 @@ impl MetricExporter {
                 points = skipped.unsupported
             );
         }
-        transmit::encode(envelopes)
+        self.core.encode(envelopes)
     }
 
     /// The gzip-compressed request bodies this exporter would send for `metrics`, without

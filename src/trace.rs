@@ -129,7 +129,7 @@ impl SpanExporter {
                 envelope.sample_rate.get_or_insert(rate);
             }
         }
-        transmit::encode(envelopes)
+        self.core.encode(envelopes)
     }
 
     /// The gzip-compressed request bodies this exporter would send for `batch`, without sending

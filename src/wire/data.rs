@@ -367,6 +367,43 @@ impl<'a> Data<'a> {
         }
     }
 
+    pub(crate) fn properties(&self) -> Option<&Properties<'a>> {
+        Some(match self {
+            Data::Request(d) => &d.properties,
+            Data::RemoteDependency(d) => &d.properties,
+            Data::Message(d) => &d.properties,
+            Data::Exception(d) => &d.properties,
+            Data::Event(d) => &d.properties,
+            Data::Metric(d) => &d.properties,
+            Data::Availability(d) => &d.properties,
+        })
+    }
+
+    /// The custom measurements; metrics have none.
+    pub(crate) fn measurements(&self) -> Option<&Measurements<'a>> {
+        match self {
+            Data::Request(d) => Some(&d.measurements),
+            Data::RemoteDependency(d) => Some(&d.measurements),
+            Data::Message(d) => Some(&d.measurements),
+            Data::Exception(d) => Some(&d.measurements),
+            Data::Event(d) => Some(&d.measurements),
+            Data::Availability(d) => Some(&d.measurements),
+            Data::Metric(_) => None,
+        }
+    }
+
+    pub(crate) fn measurements_mut(&mut self) -> Option<&mut Measurements<'a>> {
+        match self {
+            Data::Request(d) => Some(&mut d.measurements),
+            Data::RemoteDependency(d) => Some(&mut d.measurements),
+            Data::Message(d) => Some(&mut d.measurements),
+            Data::Exception(d) => Some(&mut d.measurements),
+            Data::Event(d) => Some(&mut d.measurements),
+            Data::Availability(d) => Some(&mut d.measurements),
+            Data::Metric(_) => None,
+        }
+    }
+
     pub(crate) fn properties_mut(&mut self) -> Option<&mut Properties<'a>> {
         Some(match self {
             Data::Request(d) => &mut d.properties,

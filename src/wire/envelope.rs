@@ -94,6 +94,59 @@ impl<'a> Tags<'a> {
     }
 }
 
+impl<'a> Tags<'a> {
+    /// The value of a tag: the item's own, else the operation ids, else the shared ones.
+    pub(crate) fn get(&self, key: TagKey) -> Option<Cow<'_, str>> {
+        if let Some((_, v)) = self.own.iter().find(|(k, _)| *k == key.name) {
+            return Some(Cow::Borrowed(v));
+        }
+        if let Some((trace_id, parent_id)) = &self.operation {
+            if key == tag::OPERATION_ID {
+                return Some(Cow::Owned(hex(trace_id)));
+            }
+            if key == tag::OPERATION_PARENT_ID {
+                return parent_id.as_ref().map(|p| Cow::Owned(hex(p)));
+            }
+        }
+        self.shared
+            .iter()
+            .find(|(k, _)| *k == key.name)
+            .map(|(_, v)| Cow::Borrowed(v.as_str()))
+    }
+
+    /// Sets a tag (truncated to its limit) or, with `None` or an empty value, removes it, also
+    /// when it is a shared tag or an operation id: what telemetry processors change. Those are
+    /// first copied into the item's own tags, so that the item is written as one would expect.
+    pub(crate) fn replace(&mut self, key: TagKey, value: Option<Cow<'a, str>>) {
+        let value = value.filter(|v| !v.is_empty());
+        if key == tag::OPERATION_ID || key == tag::OPERATION_PARENT_ID {
+            if let Some((trace_id, parent_id)) = self.operation.take() {
+                let mut own = vec![(tag::OPERATION_ID.name, Cow::Owned(hex(&trace_id)))];
+                if let Some(parent_id) = parent_id {
+                    own.push((tag::OPERATION_PARENT_ID.name, Cow::Owned(hex(&parent_id))));
+                }
+                own.append(&mut self.own);
+                self.own = own;
+            }
+        }
+        if value.is_none() && self.shared.iter().any(|(k, _)| *k == key.name) {
+            let shared = std::mem::take(&mut self.shared);
+            self.shared_json = "";
+            let mut own: Vec<_> = shared
+                .iter()
+                .filter(|(k, _)| !self.own.iter().any(|(own, _)| own == k))
+                .map(|(k, v)| (*k, Cow::Borrowed(v.as_str())))
+                .collect();
+            own.append(&mut self.own);
+            self.own = own;
+        }
+        match value {
+            Some(v) => self.set(key, v),
+            None => self.own.retain(|(k, _)| *k != key.name),
+        }
+    }
+}
+
 impl Tags<'_> {
     /// Writes the members of the tags object (without braces), as [`Serialize`] would, but
     /// with the shared tags copied from their pre-written JSON.
@@ -294,6 +347,17 @@ impl<'a> Properties<'a> {
         }
     }
 
+    /// Removes a property, if present.
+    pub(crate) fn remove(&mut self, key: &str) {
+        let key = truncate_cow(Cow::Borrowed(key), PROPERTY_KEY);
+        self.0.retain(|(k, _)| *k != key);
+    }
+
+    /// The properties in the order they were added.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
         let key = truncate_cow(Cow::Borrowed(key), PROPERTY_KEY);
         self.0
@@ -362,9 +426,20 @@ impl<'a> Measurements<'a> {
         self.0.is_empty()
     }
 
-    #[cfg(test)]
     pub(crate) fn get(&self, key: &str) -> Option<f64> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+        let key = truncate_cow(Cow::Borrowed(key), MEASUREMENT_KEY);
+        self.0.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// Removes a measurement, if present.
+    pub(crate) fn remove(&mut self, key: &str) {
+        let key = truncate_cow(Cow::Borrowed(key), MEASUREMENT_KEY);
+        self.0.retain(|(k, _)| *k != key);
+    }
+
+    /// The measurements in the order they were added.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, f64)> + '_ {
+        self.0.iter().map(|(k, v)| (k.as_ref(), *v))
     }
 }
 
