@@ -59,7 +59,12 @@ fn assert_all_accepted(server: &IngestionServer) {
 fn base_types(items: &[Value]) -> Vec<String> {
     let mut v: Vec<String> = items
         .iter()
-        .map(|i| i["data"]["baseType"].as_str().unwrap_or_default().to_owned())
+        .map(|i| {
+            i["data"]["baseType"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     v.sort();
     v
@@ -113,8 +118,14 @@ fn processors_on_spans() {
     );
     for item in &items {
         assert_eq!(item["tags"]["ai.cloud.role"], "orders-api", "{item}");
-        assert_eq!(item["tags"]["ai.cloud.roleInstance"], "instance-1", "{item}");
-        assert_eq!(item["data"]["baseData"]["properties"]["ring"], "canary", "{item}");
+        assert_eq!(
+            item["tags"]["ai.cloud.roleInstance"], "instance-1",
+            "{item}"
+        );
+        assert_eq!(
+            item["data"]["baseData"]["properties"]["ring"], "canary",
+            "{item}"
+        );
     }
     assert_eq!(
         requests[0]["data"]["baseData"]["properties"]["user.email"],
@@ -174,15 +185,28 @@ fn processors_on_logs_and_metrics() {
 
     assert_all_accepted(&server);
     let items = server.envelopes();
-    assert_eq!(base_types(&items), ["MessageData", "MetricData"], "{items:#?}");
+    assert_eq!(
+        base_types(&items),
+        ["MessageData", "MetricData"],
+        "{items:#?}"
+    );
     for item in &items {
         assert_eq!(item["tags"]["ai.cloud.role"], "orders-api");
         assert_eq!(item["data"]["baseData"]["properties"]["ring"], "canary");
     }
-    let log = items.iter().find(|i| i["data"]["baseType"] == "MessageData").unwrap();
+    let log = items
+        .iter()
+        .find(|i| i["data"]["baseType"] == "MessageData")
+        .unwrap();
     assert_eq!(log["data"]["baseData"]["message"], "kept");
-    assert_eq!(log["data"]["baseData"]["properties"]["user.email"], "<scrubbed>");
-    let metric = items.iter().find(|i| i["data"]["baseType"] == "MetricData").unwrap();
+    assert_eq!(
+        log["data"]["baseData"]["properties"]["user.email"],
+        "<scrubbed>"
+    );
+    let metric = items
+        .iter()
+        .find(|i| i["data"]["baseType"] == "MetricData")
+        .unwrap();
     assert_eq!(metric["data"]["baseData"]["metrics"][0]["name"], "orders");
     assert_eq!(metric["data"]["baseData"]["properties"]["region"], "eu");
     logger_provider.shutdown().unwrap();

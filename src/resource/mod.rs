@@ -183,9 +183,12 @@ fn website_resource_id(env: Env<'_>) -> Option<String> {
 
 /// Whether the process runs in Azure Functions: `FUNCTIONS_WORKER_RUNTIME` is set (Python
 /// detector; `Custom` for a custom handler), or `WEBSITE_SITE_NAME` with
-/// `FUNCTIONS_EXTENSION_VERSION` or `WEBSITE_SKU=FlexConsumption` (JavaScript detector).
+/// `FUNCTIONS_EXTENSION_VERSION` or `WEBSITE_SKU=FlexConsumption` (JavaScript detector), or
+/// `FUNCTIONS_CUSTOMHANDLER_PORT` is set (ours: only the Functions host sets it, for the
+/// custom handler it starts).
 fn is_functions(env: Env<'_>) -> bool {
     env("FUNCTIONS_WORKER_RUNTIME").is_some()
+        || env("FUNCTIONS_CUSTOMHANDLER_PORT").is_some()
         || (env("WEBSITE_SITE_NAME").is_some()
             && (env("FUNCTIONS_EXTENSION_VERSION").is_some()
                 || env("WEBSITE_SKU").as_deref() == Some("FlexConsumption")))
@@ -409,8 +412,9 @@ impl ResourceDetector for AppServiceResourceDetector {
 }
 
 /// Azure Functions, custom handlers included, detected by `FUNCTIONS_WORKER_RUNTIME` (`Custom`
-/// for a custom handler), or by `WEBSITE_SITE_NAME` with `FUNCTIONS_EXTENSION_VERSION` or
-/// `WEBSITE_SKU=FlexConsumption`.
+/// for a custom handler), by `WEBSITE_SITE_NAME` with `FUNCTIONS_EXTENSION_VERSION` or
+/// `WEBSITE_SKU=FlexConsumption`, or by `FUNCTIONS_CUSTOMHANDLER_PORT` (the port the Functions
+/// host gives a custom handler; not read by the official detectors).
 ///
 /// | attribute | from |
 /// |---|---|

@@ -70,6 +70,7 @@ fn app_service_table() {
 fn functions_table() {
     let table: &[(&[(&str, &str)], bool)] = &[
         (&[("FUNCTIONS_WORKER_RUNTIME", "Custom")], true),
+        (&[("FUNCTIONS_CUSTOMHANDLER_PORT", "7071")], true),
         (
             &[
                 ("WEBSITE_SITE_NAME", "f"),
