@@ -20,7 +20,8 @@
 //!
 //! With `APPLICATIONINSIGHTS_CONNECTION_STRING` set, telemetry goes to that resource. Without
 //! it, the handler starts the crate's local ingestion server and, at exit, prints what it
-//! received.
+//! received. `INVOCATION_SPAN_KIND=internal` records each invocation as an `INTERNAL` span
+//! instead of a request, for apps where the Functions host records the request itself.
 
 #[path = "azure_functions/handler.rs"]
 mod handler;

@@ -175,6 +175,7 @@ async fn invocations_in_process_forwarded_and_payload() {
         handler::Handler::new(handler::Config {
             connection_string: Some(server.connection_string()),
             external_dependency_url: Some(external.url.clone()),
+            internal_invocation_span: false,
         })
         .unwrap(),
     );
@@ -269,6 +270,7 @@ async fn the_example_binary_delivers_everything_and_exits_0_on_sigterm() {
         .env_remove("OTEL_RESOURCE_ATTRIBUTES")
         .env_remove("APPLICATIONINSIGHTS_CLOUD_ROLE_NAME")
         .env_remove("APPLICATIONINSIGHTS_CLOUD_ROLE_INSTANCE")
+        .env_remove("INVOCATION_SPAN_KIND")
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
         .env("FUNCTIONS_WORKER_RUNTIME", "Custom")
         .env("WEBSITE_SITE_NAME", SITE)

@@ -49,6 +49,10 @@ pub(crate) struct Config {
     pub(crate) connection_string: Option<String>,
     /// The URL of the HTTP dependency (`EXTERNAL_DEPENDENCY_URL`); `None` skips that call.
     pub(crate) external_dependency_url: Option<String>,
+    /// Records the invocation as an `INTERNAL` span (a dependency row) instead of a `SERVER`
+    /// span (a request row), for apps where the Functions host already records the request
+    /// (`INVOCATION_SPAN_KIND=internal`).
+    pub(crate) internal_invocation_span: bool,
 }
 
 impl Config {
@@ -59,6 +63,8 @@ impl Config {
             external_dependency_url: std::env::var("EXTERNAL_DEPENDENCY_URL")
                 .ok()
                 .filter(|s| !s.trim().is_empty()),
+            internal_invocation_span: std::env::var("INVOCATION_SPAN_KIND")
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("internal")),
         }
     }
 }
@@ -69,6 +75,7 @@ pub(crate) struct Handler {
     logger: SdkLoggerProvider,
     client: reqwest::Client,
     external_dependency_url: Option<String>,
+    invocation_kind: SpanKind,
 }
 
 impl Handler {
@@ -98,6 +105,11 @@ impl Handler {
                 .timeout(Duration::from_secs(10))
                 .build()?,
             external_dependency_url: config.external_dependency_url,
+            invocation_kind: if config.internal_invocation_span {
+                SpanKind::Internal
+            } else {
+                SpanKind::Server
+            },
         })
     }
 
@@ -218,7 +230,7 @@ impl Handler {
             .to_owned();
         let span = tracer
             .span_builder(FUNCTION_NAME)
-            .with_kind(SpanKind::Server)
+            .with_kind(self.invocation_kind.clone())
             .with_attributes([
                 KeyValue::new("faas.name", FUNCTION_NAME),
                 KeyValue::new("faas.trigger", "http"),
