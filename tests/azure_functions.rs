@@ -70,7 +70,10 @@ impl External {
 
 fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
     path.iter()
-        .fold(v, |cur, p| &cur[*p])
+        .fold(v, |cur, p| match p.parse::<usize>() {
+            Ok(i) if cur.is_array() => &cur[i],
+            _ => &cur[*p],
+        })
         .as_str()
         .unwrap_or("")
 }
@@ -128,15 +131,12 @@ fn assert_invocations(server: &IngestionServer, external: &External, trace_ids: 
         );
         let exceptions = of("ExceptionData");
         assert_eq!(exceptions.len(), 1, "{trace}: {op:#?}");
+        let message = text(
+            exceptions[0],
+            &["data", "baseData", "exceptions", "0", "message"],
+        );
         assert!(
-            text(
-                exceptions[0],
-                &["data", "baseData", "exceptions", "0", "message"]
-            )
-            .contains("simulated failure")
-                || serde_json::to_string(exceptions[0])
-                    .unwrap()
-                    .contains("simulated failure"),
+            message.contains("simulated failure"),
             "{:#?}",
             exceptions[0]
         );
@@ -272,7 +272,8 @@ async fn the_example_binary_delivers_everything_and_exits_0_on_sigterm() {
         .env_remove("APPLICATIONINSIGHTS_CLOUD_ROLE_INSTANCE")
         .env_remove("INVOCATION_SPAN_KIND")
         .env("FUNCTIONS_CUSTOMHANDLER_PORT", port.to_string())
-        .env("FUNCTIONS_WORKER_RUNTIME", "Custom")
+        // Only the port marks the Functions host here: `FUNCTIONS_WORKER_RUNTIME` is left out.
+        .env_remove("FUNCTIONS_WORKER_RUNTIME")
         .env("WEBSITE_SITE_NAME", SITE)
         .env("WEBSITE_INSTANCE_ID", INSTANCE)
         .env(
@@ -323,4 +324,17 @@ async fn the_example_binary_delivers_everything_and_exits_0_on_sigterm() {
     // Everything was delivered before the process exited.
     let ids: Vec<String> = (1..=3).map(trace_id).collect();
     assert_invocations(&server, &external, &ids);
+    // The resource, as the span exporter's `_OTELRESOURCE_` metric reports it.
+    let items = server.envelopes();
+    let resource = items
+        .iter()
+        .find(|i| text(i, &["data", "baseData", "metrics", "0", "name"]) == "_OTELRESOURCE_")
+        .unwrap_or_else(|| panic!("no _OTELRESOURCE_ metric in {items:#?}"));
+    let properties = &resource["data"]["baseData"]["properties"];
+    assert_eq!(
+        properties["cloud.platform"], "azure.functions",
+        "{properties}"
+    );
+    assert_eq!(properties["service.name"], SITE);
+    assert_eq!(properties["faas.instance"], INSTANCE);
 }

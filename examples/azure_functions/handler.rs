@@ -26,7 +26,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
-use opentelemetry_azure_monitor::resource::FunctionsResourceDetector;
+use opentelemetry_azure_monitor::resource::AzureResourceDetector;
 use opentelemetry_azure_monitor::{LogExporter, SpanExporter};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -79,12 +79,15 @@ pub(crate) struct Handler {
 }
 
 impl Handler {
-    /// Builds the pipelines. The resource comes from the Functions detector: the role is
-    /// `WEBSITE_SITE_NAME` and the instance `WEBSITE_INSTANCE_ID`, unless `OTEL_SERVICE_NAME` or
-    /// `OTEL_RESOURCE_ATTRIBUTES` say otherwise.
+    /// Builds the pipelines. The resource comes from the Azure detectors, which under the
+    /// Functions host (`FUNCTIONS_WORKER_RUNTIME=Custom`, `FUNCTIONS_CUSTOMHANDLER_PORT`) are the
+    /// Functions detector: the role is `WEBSITE_SITE_NAME` and the instance
+    /// `WEBSITE_INSTANCE_ID`, unless `OTEL_SERVICE_NAME` or `OTEL_RESOURCE_ATTRIBUTES` say
+    /// otherwise. (Run by hand with only `WEBSITE_SITE_NAME` set, the App Service detector
+    /// gives the same role and instance.)
     pub(crate) fn new(config: Config) -> Result<Self, BoxError> {
         let resource = Resource::builder()
-            .with_detector(Box::new(FunctionsResourceDetector::new()))
+            .with_detector(Box::new(AzureResourceDetector::new()))
             .build();
         let mut spans = SpanExporter::builder();
         let mut logs = LogExporter::builder();
@@ -305,7 +308,9 @@ impl Handler {
                 "instrumentation invoked"
             );
             let err = std::io::Error::other("simulated failure in instrumentation");
-            tracing::error!(error = %err, "the invocation handled an error");
+            // `exception.type` makes the record an exception item, with the body as its
+            // message (as in the Python exporter, the body wins over `exception.message`).
+            tracing::error!(exception.r#type = "std::io::Error", "{err}");
         }
 
         let span = cx.span();

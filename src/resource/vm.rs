@@ -375,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_imds_costs_at_most_the_timeout() {
+    fn a_silent_imds_gives_nothing_once_the_timeout_is_over() {
         // Accepts the connection (the backlog) but never answers.
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let detector = AzureVmResourceDetector::new()
