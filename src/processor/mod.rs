@@ -6,7 +6,8 @@
 //! stable across releases of this crate (the wire types behind it are not public): its
 //! [kind](TelemetryItem::kind), [name](TelemetryItem::name), [context tags](ContextTag)
 //! (role, instance, operation, user, session, …), properties, measurements, success and result
-//! code where the kind has them, and sample rate. Processors run in the order they were added,
+//! code where the kind has them, sample rate, and (read-only) the message of traces and
+//! exceptions. Processors run in the order they were added,
 //! each on the previous one's result, on the exporter's export path (keep them fast: they run
 //! for every item).
 //!
@@ -42,7 +43,10 @@
 //!
 //! A processor that panics changes nothing and drops nothing: the item goes on as it was
 //! before that processor ran, to the next processor and to the service. The first panic of each
-//! processor is reported in the internal log (`AzureMonitor.Processor.Panicked`).
+//! processor is reported in the internal log (`AzureMonitor.Processor.Panicked`); the process's
+//! panic hook still sees every panic (by default it prints it to stderr). To undo a panic, each
+//! item is copied before each processor runs: processors cost a copy of every item each, on
+//! top of what they do themselves.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -209,6 +213,18 @@ impl<'a> TelemetryItem<'a> {
             Data::Message(_) | Data::Exception(_) => return false,
         }
         true
+    }
+
+    /// The text of a trace (its message), of an exception (its first exception's message) or
+    /// of an availability result (its message); `None` for other kinds. Read-only: to change
+    /// what a log line says, change it where it is logged.
+    pub fn message(&self) -> Option<&str> {
+        match &self.envelope.data {
+            Data::Message(d) => Some(d.message.as_str()),
+            Data::Exception(d) => d.exceptions.first().map(|e| e.message.as_str()),
+            Data::Availability(d) => d.message.as_ref().map(Bounded::as_str),
+            _ => None,
+        }
     }
 
     /// The value of a context tag, if the item has it.

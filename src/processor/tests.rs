@@ -160,6 +160,7 @@ fn kinds_without_a_field_refuse_to_set_it() {
     };
     let p = Processor::new(|item| {
         assert_eq!(item.kind(), ItemKind::Trace);
+        assert_eq!(item.message(), Some("hello"));
         assert_eq!(item.name(), None);
         assert!(!item.set_name("x"));
         assert_eq!(item.success(), None);
@@ -179,6 +180,7 @@ fn kinds_without_a_field_refuse_to_set_it() {
     };
     let p = Processor::new(|item| {
         assert_eq!(item.kind(), ItemKind::Dependency);
+        assert_eq!(item.message(), None);
         assert_eq!(item.result_code(), None);
         assert!(item.set_result_code("0"));
     });
