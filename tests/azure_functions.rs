@@ -239,9 +239,13 @@ fn example_binary() -> PathBuf {
     // target/<profile>/deps/azure_functions-<hash> → target/<profile>/examples/azure_functions
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_owned();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    // The same target directory as this test's, however it was chosen (assumes the host
+    // target: with `--target <triple>` the binary would be elsewhere).
+    let target_dir = profile_dir.parent().unwrap();
     let mut build = Command::new(cargo);
     build
-        .args(["build", "--example", "azure_functions"])
+        .args(["build", "--example", "azure_functions", "--target-dir"])
+        .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         build.arg("--release");
