@@ -34,6 +34,7 @@ pub(crate) struct Options {
     pub(crate) storage_directory: Option<PathBuf>,
     pub(crate) storage_max_size: Option<u64>,
     pub(crate) storage_retention: Option<Duration>,
+    pub(crate) token_provider: Option<crate::auth::ProviderRef>,
 }
 
 impl fmt::Debug for Options {
@@ -51,6 +52,7 @@ impl fmt::Debug for Options {
             .field("storage_directory", &set(self.storage_directory.is_some()))
             .field("storage_max_size", &self.storage_max_size)
             .field("storage_retention", &self.storage_retention)
+            .field("token_provider", &set(self.token_provider.is_some()))
             .finish()
     }
 }
@@ -128,14 +130,22 @@ impl Options {
         if timeout.is_zero() {
             return Err(BuildError::InvalidExportTimeout);
         }
+        let track_url = connection_string.track_url();
+        let auth = crate::auth::resolve(
+            self.token_provider.clone(),
+            connection_string.aad_audience(),
+            &track_url,
+            env,
+        )?;
         let storage = self.open_storage(connection_string.instrumentation_key());
         let transmitter = Transmitter::new(TransmitConfig {
-            track_url: connection_string.track_url(),
+            track_url,
             timeout,
             retry: self.retry.unwrap_or_default(),
             client: self.client,
             storage,
             gzip_level,
+            auth,
         })?;
         Ok(Core {
             ikey: connection_string.instrumentation_key().to_owned(),
@@ -289,6 +299,47 @@ macro_rules! builder_options {
             /// Defaults to 48 hours.
             pub fn with_storage_retention(mut self, retention: std::time::Duration) -> Self {
                 self.options.storage_retention = Some(retention);
+                self
+            }
+
+            /// Authenticates with Entra ID: every request carries `Authorization: Bearer
+            /// <token>` with a token of this provider for the scope
+            /// `https://monitor.azure.com//.default`, or `{AADAudience}/.default` when the
+            /// connection string has an `AADAudience`. The identity needs the "Monitoring Metrics
+            /// Publisher" role on the Application Insights resource. Exporters given the same
+            /// provider (the same `Arc`) share one token, refreshed before it expires; see
+            /// [`TokenProvider`](crate::auth::TokenProvider).
+            ///
+            /// Defaults to the managed identity named by the
+            /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING` environment variable
+            /// (`Authorization=AAD`, or `Authorization=AAD;ClientId=<guid>`) with the
+            /// `azure-identity` feature, else to no token (instrumentation-key authentication).
+            /// `build()` fails when a token would go over plain http to a host other than
+            /// localhost.
+            pub fn with_token_provider(
+                mut self,
+                provider: std::sync::Arc<dyn crate::auth::TokenProvider>,
+            ) -> Self {
+                self.options.token_provider = Some(crate::auth::ProviderRef::new(provider));
+                self
+            }
+
+            /// Authenticates with Entra ID through an Azure SDK credential, such as
+            /// `azure_identity::ManagedIdentityCredential` or `WorkloadIdentityCredential`, as
+            /// [`with_token_provider`](Self::with_token_provider) does (exporters given the
+            /// same credential share one token). Tokens are fetched on the exporter's own Tokio
+            /// runtime, so the credential's HTTP client works under the SDK's thread-based
+            /// processors too.
+            ///
+            /// Defaults as `with_token_provider` does.
+            #[cfg(feature = "azure-identity")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "azure-identity")))]
+            pub fn with_credential(
+                mut self,
+                credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
+            ) -> Self {
+                self.options.token_provider =
+                    Some(crate::auth::ProviderRef::credential(credential));
                 self
             }
         }
