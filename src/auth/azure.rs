@@ -37,6 +37,48 @@ impl TokenProvider for Credential {
     }
 }
 
+/// The managed identity of `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`. Its credential keeps
+/// its token until the token nears expiry; after the service refused that token (401), it is
+/// replaced by a new credential, whose first call fetches a new token from the identity
+/// endpoint.
+struct ManagedIdentity {
+    client_id: Option<String>,
+    credential: Mutex<Arc<dyn TokenCredential>>,
+}
+
+impl ManagedIdentity {
+    fn credential(client_id: Option<&str>) -> azure_core::Result<Arc<dyn TokenCredential>> {
+        let options = ManagedIdentityCredentialOptions {
+            user_assigned_id: client_id.map(|id| UserAssignedId::ClientId(id.to_owned())),
+            ..ManagedIdentityCredentialOptions::default()
+        };
+        Ok(ManagedIdentityCredential::new(Some(options))?)
+    }
+}
+
+impl TokenProvider for ManagedIdentity {
+    fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a> {
+        let credential = Arc::clone(
+            &self
+                .credential
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        Box::pin(async move { Credential(credential).get_token(scope).await })
+    }
+
+    fn token_refused(&self, _: &AccessToken) {
+        // The environment is read again; if the credential can no longer be made, the old
+        // one stays.
+        if let Ok(fresh) = Self::credential(self.client_id.as_deref()) {
+            *self
+                .credential
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = fresh;
+        }
+    }
+}
+
 /// The managed identity `parsed` names, one per identity for the whole process (so that every
 /// exporter shares its token). `azure_identity` picks the source from the environment: App
 /// Service and Functions (`IDENTITY_ENDPOINT` and `IDENTITY_HEADER`), else the VM's IMDS
@@ -57,13 +99,12 @@ pub(super) fn managed_identity(parsed: &AuthenticationString) -> Result<Provider
     if let Some(provider) = credentials.get(&client_id) {
         return Ok(provider.clone());
     }
-    let options = ManagedIdentityCredentialOptions {
-        user_assigned_id: client_id.clone().map(UserAssignedId::ClientId),
-        ..ManagedIdentityCredentialOptions::default()
-    };
-    let credential: Arc<dyn TokenCredential> =
-        ManagedIdentityCredential::new(Some(options)).map_err(|e| e.to_string())?;
-    let provider = ProviderRef::credential(credential);
+    let credential =
+        ManagedIdentity::credential(client_id.as_deref()).map_err(|e| e.to_string())?;
+    let provider = ProviderRef::new(Arc::new(ManagedIdentity {
+        client_id: client_id.clone(),
+        credential: Mutex::new(credential),
+    }));
     credentials.insert(client_id, provider.clone());
     Ok(provider)
 }

@@ -110,10 +110,6 @@ impl Bearer {
     pub(crate) fn header_value(&self) -> HeaderValue {
         self.value.clone()
     }
-
-    fn is(&self, token: &AccessToken) -> bool {
-        Bearer::new(token).is_some_and(|b| b == *self)
-    }
 }
 
 impl fmt::Debug for Bearer {
@@ -261,21 +257,24 @@ impl TokenCache {
     }
 
     /// Drops the cached token if it is `bearer` (the service refused it), so that the next
-    /// request waits for a new one. [`refused`](Self::refused) does this after a 401, and logs.
-    #[allow(dead_code)] // For Live Metrics, which reuses the cache.
+    /// request waits for a new one, and tells the provider
+    /// ([`TokenProvider::token_refused`]). [`refused`](Self::refused) does this after a 401.
     pub(crate) fn invalidate(&self, bearer: &Bearer) {
-        lock(&self.inner.state).invalidate(bearer);
+        let dropped = lock(&self.inner.state).invalidate(bearer);
+        if let Some(token) = dropped {
+            self.inner.provider.token_refused(&token);
+        }
     }
 
     /// Tells the cache that the service refused `bearer`: after a 401 the token is dropped
     /// ([`invalidate`](Self::invalidate)); both log what to check, at most every 5 minutes.
     /// The caller keeps the data and retries (after a 403, with a longer wait).
     pub(crate) fn refused(&self, failure: AuthFailure, bearer: &Bearer) {
+        if failure == AuthFailure::Unauthorized {
+            self.invalidate(bearer);
+        }
         let now = SystemTime::now();
         let mut state = lock(&self.inner.state);
-        if failure == AuthFailure::Unauthorized {
-            state.invalidate(bearer);
-        }
         let last = match failure {
             AuthFailure::Unauthorized => &mut state.hinted_401,
             AuthFailure::Forbidden => &mut state.hinted_403,
@@ -479,14 +478,16 @@ impl State {
         self.last_error = Some(why);
     }
 
-    fn invalidate(&mut self, bearer: &Bearer) {
-        if self.token.as_ref().is_some_and(|(t, _)| bearer.is(t)) {
-            self.token = None;
-            self.refresh_at = None;
-        }
+    /// Drops the token if it is `bearer`, and returns it.
+    fn invalidate(&mut self, bearer: &Bearer) -> Option<AccessToken> {
         if self.refused.as_ref().is_none_or(|(r, _)| r != bearer) {
             self.refused = Some((bearer.clone(), false));
         }
+        if self.token.as_ref().is_some_and(|(_, b)| b == bearer) {
+            self.refresh_at = None;
+            return self.token.take().map(|(t, _)| t);
+        }
+        None
     }
 }
 

@@ -83,6 +83,17 @@ pub trait TokenProvider: Send + Sync + 'static {
     /// Why no token could be had. The telemetry waiting for it is kept and sent later; the
     /// message shows up in the exporter's internal logs, so it must not contain a secret.
     fn get_token<'a>(&'a self, scope: &'a str) -> TokenFuture<'a>;
+
+    /// Called when the ingestion service refused `token` (HTTP 401), before the next
+    /// [`get_token`](Self::get_token). A provider with a cache of its own should drop the
+    /// token there, so that the next call fetches a new one.
+    ///
+    /// Defaults to doing nothing. If the provider then hands back the same token, the
+    /// exporters send it again only after a backoff (3 s, doubling up to a minute, while it
+    /// keeps being refused).
+    fn token_refused(&self, token: &AccessToken) {
+        let _ = token;
+    }
 }
 
 /// An access token and when it expires. Its `Debug` output never shows the token.

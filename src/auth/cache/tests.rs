@@ -203,6 +203,7 @@ fn secrets_stay_out_of_debug_and_errors() {
 /// Counts its calls; hands out `t1`, `t2`, ... valid for an hour, after `gate` opens.
 struct Counting {
     calls: AtomicUsize,
+    refused: Mutex<Vec<String>>,
     gate: tokio::sync::Semaphore,
 }
 
@@ -215,11 +216,16 @@ impl TokenProvider for Counting {
             Ok(AccessToken::new(format!("t{n}"), SystemTime::now() + HOUR))
         })
     }
+
+    fn token_refused(&self, token: &AccessToken) {
+        lock(&self.refused).push(token.secret().to_owned());
+    }
 }
 
 fn counting(open: bool) -> Arc<Counting> {
     Arc::new(Counting {
         calls: AtomicUsize::new(0),
+        refused: Mutex::new(Vec::new()),
         gate: tokio::sync::Semaphore::new(if open { 1000 } else { 0 }),
     })
 }
@@ -252,6 +258,9 @@ async fn concurrent_callers_share_one_fetch() {
     cache.refused(AuthFailure::Unauthorized, &bearer("t1"));
     assert_eq!(cache.bearer().await.unwrap().header_value(), "Bearer t2");
     assert_eq!(provider.calls.load(Ordering::SeqCst), 2);
+    // The provider heard of it, once (a late 401 for t1 is not news).
+    cache.refused(AuthFailure::Unauthorized, &bearer("t1"));
+    assert_eq!(*lock(&provider.refused), ["t1"]);
     // A 403 keeps it.
     cache.refused(AuthFailure::Forbidden, &bearer("t2"));
     assert_eq!(cache.bearer().await.unwrap().header_value(), "Bearer t2");
