@@ -418,6 +418,43 @@ mod tests {
     }
 
     #[test]
+    fn the_authentication_string_is_read_unless_code_gives_a_provider() {
+        struct Never;
+        impl crate::auth::TokenProvider for Never {
+            fn get_token<'a>(&'a self, _: &'a str) -> crate::auth::TokenFuture<'a> {
+                Box::pin(async { Err(crate::auth::TokenError::new("never")) })
+            }
+        }
+        let dir = TestDir::new("config-auth");
+        let env = |name: &str| {
+            (name == "APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+                .then(|| "Authorization=AAD;ClientId=my-identity".to_owned())
+        };
+        let error = options(&dir.0)
+            .resolve_with(crate::transmit::encode::GZIP_LEVEL, &env)
+            .unwrap_err();
+        assert!(matches!(error, BuildError::Authentication(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "Entra ID authentication: APPLICATIONINSIGHTS_AUTHENTICATION_STRING is malformed: \
+             `ClientId` must be the client id (a GUID) of a user-assigned managed identity"
+        );
+        // Code beats the environment, which is then not read.
+        let with_provider = Options {
+            token_provider: Some(crate::auth::ProviderRef::new(std::sync::Arc::new(Never))),
+            ..options(&dir.0)
+        };
+        assert!(format!("{with_provider:?}").contains("token_provider: \"<set>\""));
+        let resolved = with_provider
+            .resolve_with(crate::transmit::encode::GZIP_LEVEL, &env)
+            .unwrap();
+        resolved
+            .transmitter
+            .shutdown(Duration::from_secs(5))
+            .unwrap();
+    }
+
+    #[test]
     fn debug_hides_the_connection_string() {
         let dir = TestDir::new("config-debug");
         let text = format!("{:?}", options(&dir.0));

@@ -174,6 +174,14 @@
 //! | [`Fault::Redirect`] | a 307/308 (or any status given) with `Location` | none |
 //!
 //! A status that HTTP cannot carry (outside 100..=999) is answered as 500.
+//!
+//! # Entra ID
+//!
+//! [`IngestionServer::require_token`] and [`IngestionServer::require_bearer_token`] make the
+//! server demand `Authorization: Bearer <token>`, as a resource with local authentication turned
+//! off does: 401 without a valid token, 403 for an identity without the role (see
+//! [`TokenCheck`]). [`IngestionServer::requests_with_token`] counts the requests that carried a
+//! token.
 
 #![cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 
