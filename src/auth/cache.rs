@@ -205,8 +205,8 @@ impl TokenCache {
 
     /// The current token as a bearer: from memory while it is valid (starting a background
     /// refresh when it is due), else after the one fetch that all callers share. Call it from
-    /// inside a Tokio runtime (fetches run as tasks there); outside one, the caller fetches
-    /// itself.
+    /// inside a Tokio runtime with timers enabled (fetches run as tasks there, within
+    /// [`FETCH_TIMEOUT`]); outside one, the caller fetches itself.
     ///
     /// # Errors
     ///
@@ -300,6 +300,32 @@ impl TokenCache {
             }
         }
     }
+}
+
+/// Reports a 401 or 403 answer to a request that carried `bearer` of `cache` (see
+/// [`TokenCache::refused`]), or, to one sent without a token, logs that the resource may
+/// require Entra ID (at most every 5 minutes per process).
+pub(crate) fn refused(cache: Option<&TokenCache>, bearer: Option<&Bearer>, failure: AuthFailure) {
+    if let (Some(cache), Some(bearer)) = (cache, bearer) {
+        return cache.refused(failure, bearer);
+    }
+    static HINTED: Mutex<Option<SystemTime>> = Mutex::new(None);
+    let now = SystemTime::now();
+    {
+        let mut last = lock(&HINTED);
+        if last.is_some_and(|t| now.duration_since(t).is_ok_and(|d| d < HINT_INTERVAL)) {
+            return;
+        }
+        *last = Some(now);
+    }
+    opentelemetry::otel_warn!(
+        name: "AzureMonitor.Auth.TokenRequired",
+        message = "the ingestion service refused telemetry sent without an Entra ID token (HTTP 401 or 403): the Application Insights resource may accept Entra ID authentication only. Pass a token provider or credential (`with_token_provider`, `with_credential`) or set APPLICATIONINSIGHTS_AUTHENTICATION_STRING; the telemetry is kept and retried",
+        status = match failure {
+            AuthFailure::Unauthorized => 401,
+            AuthFailure::Forbidden => 403,
+        }
+    );
 }
 
 /// Asks the provider for a token (within [`FETCH_TIMEOUT`] when `timed`, which needs a Tokio

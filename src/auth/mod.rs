@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 #[allow(unused_imports)] // `Bearer` is for Live Metrics.
-pub(crate) use cache::{AuthFailure, Bearer, TokenCache};
+pub(crate) use cache::{refused, AuthFailure, Bearer, TokenCache};
 pub(crate) use settings::resolve;
 
 /// The future returned by [`TokenProvider::get_token`].

@@ -1509,9 +1509,7 @@ impl Shared {
         // Entra ID refused: 401 drops the token (the retry waits for a new one), 403 holds
         // every request back for a longer wait.
         if let Some(failure) = auth_failure(status) {
-            if let (Some(auth), Some(bearer)) = (&self.auth, &bearer) {
-                auth.refused(failure, bearer);
-            }
+            crate::auth::refused(self.auth.as_ref(), bearer.as_ref(), failure);
             if let Some(wait) = failure.min_wait(&self.retry) {
                 self.gate.pause(wait);
             }
