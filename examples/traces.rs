@@ -7,6 +7,15 @@
 //!
 //! Without the variable, `build()` fails and says so (the demo, `cargo run --example demo`,
 //! runs without it against the local ingestion server).
+//!
+//! With Entra ID through a managed identity (the README's "Entra ID" section), nothing changes
+//! here: the `azure-identity` feature and the environment turn it on.
+//!
+//! ```sh
+//! APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD \
+//! APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=...;IngestionEndpoint=https://..." \
+//!     cargo run --features azure-identity --example traces
+//! ```
 
 use opentelemetry::trace::{Span, SpanKind, Tracer, TracerProvider as _};
 use opentelemetry::KeyValue;

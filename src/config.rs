@@ -38,6 +38,7 @@ pub(crate) struct Options {
     pub(crate) storage_retention: Option<Duration>,
     /// Telemetry processors, in the order they were added.
     pub(crate) processors: Vec<Arc<Processor>>,
+    pub(crate) token_provider: Option<crate::auth::ProviderRef>,
 }
 
 impl fmt::Debug for Options {
@@ -56,6 +57,7 @@ impl fmt::Debug for Options {
             .field("storage_max_size", &self.storage_max_size)
             .field("storage_retention", &self.storage_retention)
             .field("processors", &self.processors.len())
+            .field("token_provider", &set(self.token_provider.is_some()))
             .finish()
     }
 }
@@ -168,14 +170,22 @@ impl Options {
         if timeout.is_zero() {
             return Err(BuildError::InvalidExportTimeout);
         }
+        let track_url = connection_string.track_url();
+        let auth = crate::auth::resolve(
+            self.token_provider.clone(),
+            connection_string.aad_audience(),
+            &track_url,
+            env,
+        )?;
         let storage = self.open_storage(connection_string.instrumentation_key());
         let transmitter = Transmitter::new(TransmitConfig {
-            track_url: connection_string.track_url(),
+            track_url,
             timeout,
             retry: self.retry.unwrap_or_default(),
             client: self.client,
             storage,
             gzip_level,
+            auth,
         })?;
         Ok(Core {
             ikey: connection_string.instrumentation_key().to_owned(),
@@ -349,6 +359,47 @@ macro_rules! builder_options {
                 self.options.storage_retention = Some(retention);
                 self
             }
+
+            /// Authenticates with Entra ID: every request carries `Authorization: Bearer
+            /// <token>` with a token of this provider for the scope
+            /// `https://monitor.azure.com//.default`, or `{AADAudience}/.default` when the
+            /// connection string has an `AADAudience`. The identity needs the "Monitoring Metrics
+            /// Publisher" role on the Application Insights resource. Exporters given the same
+            /// provider (the same `Arc`) share one token, refreshed before it expires; see
+            /// [`TokenProvider`](crate::auth::TokenProvider).
+            ///
+            /// Defaults to the managed identity named by the
+            /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING` environment variable
+            /// (`Authorization=AAD`, or `Authorization=AAD;ClientId=<guid>`) with the
+            /// `azure-identity` feature, else to no token (instrumentation-key authentication).
+            /// `build()` fails when a token would go over plain http to a host other than
+            /// localhost.
+            pub fn with_token_provider(
+                mut self,
+                provider: std::sync::Arc<dyn crate::auth::TokenProvider>,
+            ) -> Self {
+                self.options.token_provider = Some(crate::auth::ProviderRef::new(provider));
+                self
+            }
+
+            /// Authenticates with Entra ID through an Azure SDK credential, such as
+            /// `azure_identity::ManagedIdentityCredential` or `WorkloadIdentityCredential`, as
+            /// [`with_token_provider`](Self::with_token_provider) does (exporters given the
+            /// same credential share one token). Tokens are fetched on the exporter's own Tokio
+            /// runtime, so the credential's HTTP client works under the SDK's thread-based
+            /// processors too.
+            ///
+            /// Defaults as `with_token_provider` does.
+            #[cfg(feature = "azure-identity")]
+            #[cfg_attr(docsrs, doc(cfg(feature = "azure-identity")))]
+            pub fn with_credential(
+                mut self,
+                credential: std::sync::Arc<dyn azure_core::credentials::TokenCredential>,
+            ) -> Self {
+                self.options.token_provider =
+                    Some(crate::auth::ProviderRef::credential(credential));
+                self
+            }
         }
     };
 }
@@ -422,6 +473,43 @@ mod tests {
             ..options(&dir.0)
         };
         assert_eq!(storage_of(unusable), None);
+    }
+
+    #[test]
+    fn the_authentication_string_is_read_unless_code_gives_a_provider() {
+        struct Never;
+        impl crate::auth::TokenProvider for Never {
+            fn get_token<'a>(&'a self, _: &'a str) -> crate::auth::TokenFuture<'a> {
+                Box::pin(async { Err(crate::auth::TokenError::new("never")) })
+            }
+        }
+        let dir = TestDir::new("config-auth");
+        let env = |name: &str| {
+            (name == "APPLICATIONINSIGHTS_AUTHENTICATION_STRING")
+                .then(|| "Authorization=AAD;ClientId=my-identity".to_owned())
+        };
+        let error = options(&dir.0)
+            .resolve_with(crate::transmit::encode::GZIP_LEVEL, &env)
+            .unwrap_err();
+        assert!(matches!(error, BuildError::Authentication(_)), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            "Entra ID authentication: APPLICATIONINSIGHTS_AUTHENTICATION_STRING is malformed: \
+             `ClientId` must be the client id (a GUID) of a user-assigned managed identity"
+        );
+        // Code beats the environment, which is then not read.
+        let with_provider = Options {
+            token_provider: Some(crate::auth::ProviderRef::new(std::sync::Arc::new(Never))),
+            ..options(&dir.0)
+        };
+        assert!(format!("{with_provider:?}").contains("token_provider: \"<set>\""));
+        let resolved = with_provider
+            .resolve_with(crate::transmit::encode::GZIP_LEVEL, &env)
+            .unwrap();
+        resolved
+            .transmitter
+            .shutdown(Duration::from_secs(5))
+            .unwrap();
     }
 
     #[test]

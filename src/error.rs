@@ -63,7 +63,7 @@ pub(crate) enum TransmitError {
 }
 
 /// Why an exporter could not be built. Messages say what to fix, and never contain the
-/// instrumentation key.
+/// instrumentation key or a token.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
@@ -76,6 +76,18 @@ pub enum BuildError {
     /// The export timeout is zero.
     #[error("the export timeout must be greater than zero")]
     InvalidExportTimeout,
+    /// Entra ID authentication is asked for but cannot be set up: a malformed
+    /// `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`, or a managed identity that cannot be used
+    /// here.
+    #[error("Entra ID authentication: {0}")]
+    Authentication(String),
+    /// An Entra ID token would be sent over plain http to a host that is not loopback (the
+    /// ingestion endpoint named here, from the connection string).
+    #[error(
+        "an Entra ID token is never sent over plain http, except to localhost, 127.0.0.0/8 or \
+         ::1: the ingestion endpoint {0} must use https"
+    )]
+    InsecureEndpoint(String),
     /// The HTTP client or the background delivery thread could not be started.
     #[error("could not start the exporter's delivery: {0}")]
     Transport(String),

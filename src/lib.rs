@@ -7,6 +7,7 @@
     allow(dead_code, unused_imports, unused_macros)
 )]
 
+pub mod auth;
 mod config;
 mod connection_string;
 mod convert;

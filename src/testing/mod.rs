@@ -174,6 +174,14 @@
 //! | [`Fault::Redirect`] | a 307/308 (or any status given) with `Location` | none |
 //!
 //! A status that HTTP cannot carry (outside 100..=999) is answered as 500.
+//!
+//! # Entra ID
+//!
+//! [`IngestionServer::require_token`] and [`IngestionServer::require_bearer_token`] make the
+//! server demand `Authorization: Bearer <token>`, as a resource with local authentication turned
+//! off does: 401 without a valid token, 403 for an identity without the role (see
+//! [`TokenCheck`]). [`IngestionServer::requests_with_token`] counts the requests that carried a
+//! token.
 
 #![cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 
@@ -286,6 +294,58 @@ impl IngestionServer {
             .wait_until(timeout, |state| state.requests.len() >= n)
     }
 
+    /// Demands an Entra ID bearer token, as a resource with local authentication turned off
+    /// does: a request without `Authorization: Bearer <token>` is answered 401, and `check`
+    /// decides for the others (see [`TokenCheck`]). Refused requests are answered with a
+    /// `TrackResponse` failing every item with that status and the service's message (401
+    /// `Authorization token missing or invalid.`, 403 `The Agent/SDK does not have permissions
+    /// to send telemetry to this resource.`), before any scripted fault is used. They are
+    /// recorded, with their items in [`rejected`](Self::rejected) (scripted).
+    ///
+    /// Defaults to no check (any or no token is accepted).
+    ///
+    /// ```
+    /// use opentelemetry_azure_monitor::testing::{IngestionServer, TokenCheck};
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// let server = IngestionServer::start()?;
+    /// server.require_bearer_token(|token| match token {
+    ///     "good" => TokenCheck::Accept,
+    ///     "no-role" => TokenCheck::Forbidden,
+    ///     _ => TokenCheck::Unauthorized,
+    /// });
+    /// // ... export, then:
+    /// assert_eq!(server.requests_with_token("good"), 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn require_bearer_token(&self, check: impl Fn(&str) -> TokenCheck + Send + Sync + 'static) {
+        self.shared.lock().token_check = Some(std::sync::Arc::new(check));
+    }
+
+    /// Demands exactly this bearer token: [`require_bearer_token`](Self::require_bearer_token)
+    /// accepting `token` and answering 401 to any other.
+    pub fn require_token(&self, token: impl Into<String>) {
+        let token = token.into();
+        self.require_bearer_token(move |got| {
+            if got == token {
+                TokenCheck::Accept
+            } else {
+                TokenCheck::Unauthorized
+            }
+        });
+    }
+
+    /// How many requests so far carried `Authorization: Bearer <token>` (whatever the answer).
+    pub fn requests_with_token(&self, token: &str) -> usize {
+        let header = format!("Bearer {token}");
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.authorization.as_deref() == Some(header.as_str()))
+            .count()
+    }
+
     /// Forgets everything received so far (envelopes, rejections, requests) and every fault not
     /// used yet.
     pub fn clear(&self) {
@@ -347,6 +407,21 @@ pub enum Fault {
         location: String,
     },
 }
+
+/// What [`IngestionServer::require_bearer_token`] does with a request's bearer token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenCheck {
+    /// Valid: the request is handled normally.
+    Accept,
+    /// Missing or invalid (expired, wrong audience): 401.
+    Unauthorized,
+    /// Valid, but the identity lacks the "Monitoring Metrics Publisher" role: 403.
+    Forbidden,
+}
+
+/// The check of [`IngestionServer::require_bearer_token`].
+type TokenChecker = std::sync::Arc<dyn Fn(&str) -> TokenCheck + Send + Sync>;
 
 /// An item the server refused.
 #[derive(Clone, Debug, PartialEq)]
@@ -442,6 +517,7 @@ struct State {
     rejected: Vec<Rejection>,
     requests: Vec<RequestRecord>,
     faults: VecDeque<Fault>,
+    token_check: Option<TokenChecker>,
 }
 
 /// A refused item as the handler reports it: `(index, status, message, item, scripted)`.
@@ -456,6 +532,21 @@ impl Shared {
 
     fn instrumentation_key(&self) -> &str {
         INSTRUMENTATION_KEY
+    }
+
+    /// The status a request with this `Authorization` header gets for its credentials, if it
+    /// is refused.
+    fn refuse_token(&self, authorization: Option<&str>) -> Option<u16> {
+        let check = self.lock().token_check.clone()?;
+        let token = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        match token.map(|t| check(t)) {
+            Some(TokenCheck::Accept) => None,
+            Some(TokenCheck::Forbidden) => Some(403),
+            None | Some(TokenCheck::Unauthorized) => Some(401),
+        }
     }
 
     fn pop_fault(&self) -> Option<Fault> {

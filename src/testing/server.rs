@@ -184,9 +184,16 @@ async fn handle(
     let items = raw.and_then(|raw| decode(&raw, encoding.as_deref()).and_then(|b| parse(&b)));
     let item_count = items.as_ref().map_or(0, Vec::len);
 
-    let fault = shared.pop_fault();
+    let refused = shared.refuse_token(header_text(&headers, &header::AUTHORIZATION).as_deref());
+    // A request refused for its credentials leaves the scripted faults for the next ones.
+    let fault = if refused.is_some() {
+        None
+    } else {
+        shared.pop_fault()
+    };
     let is_track = TRACK_PATHS.contains(&path.as_str());
     let answer = match &fault {
+        _ if refused.is_some() => Some(status_answer(refused.unwrap_or(401), None, items)),
         None | Some(Fault::Delay(_)) => Some(answer(&method, is_track, items, &[], &shared)),
         Some(Fault::PartialFailure(scripted)) => {
             Some(answer(&method, is_track, items, scripted, &shared))
@@ -339,6 +346,11 @@ fn status_answer(
 /// The per-item message the service uses for a status code.
 fn item_message(code: u16) -> String {
     match code {
+        // The Live Metrics service's messages (ENTRA-ID.md §1); the Track API's are not public.
+        401 => "Authorization token missing or invalid.".to_owned(),
+        403 => {
+            "The Agent/SDK does not have permissions to send telemetry to this resource.".to_owned()
+        }
         206 => "Telemetry sampled out.".to_owned(),
         439 => "Too Many Requests Over Extended Time".to_owned(),
         _ => StatusCode::from_u16(code)

@@ -32,14 +32,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use futures_channel::oneshot;
 use futures_util::future::Either;
-use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+};
 use reqwest::Url;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::encode::{Body, EncodedItems, Gzip};
-use super::outcome::{classify, Outcome};
+use super::outcome::{auth_failure, classify, Outcome};
 use super::retry::RetryPolicy;
 use super::storage::Storage;
+use crate::auth::TokenCache;
 use crate::error::TransmitError;
 
 /// How long an export waits for its delivery when offline storage is on. Past it, the export
@@ -108,6 +111,8 @@ pub(crate) struct TransmitConfig {
     pub(crate) storage: Option<Arc<Storage>>,
     /// The gzip level of request bodies (see [`GZIP_LEVEL`](super::encode::GZIP_LEVEL)).
     pub(crate) gzip_level: u32,
+    /// Entra ID: every request carries a bearer token of this cache.
+    pub(crate) auth: Option<TokenCache>,
 }
 
 /// Delivers encoded telemetry to the Track API from a background worker thread.
@@ -342,6 +347,7 @@ impl Transmitter {
             gzip: Mutex::new(Gzip::new(cfg.gzip_level)),
             gate: Arc::clone(&gate),
             timeout: cfg.timeout,
+            auth: cfg.auth,
         });
         let (jobs_tx, jobs_rx) = mpsc::channel(QUEUE_CAPACITY);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -1131,6 +1137,8 @@ struct Shared {
     gate: Arc<Gate>,
     /// The deadline of one delivery (of an export or of a stored file).
     timeout: Duration,
+    /// Entra ID tokens, when configured.
+    auth: Option<TokenCache>,
 }
 
 impl Shared {
@@ -1426,7 +1434,7 @@ impl Shared {
             .await
             {
                 Err(stop) => return Attempt::Stopped(stop),
-                Ok(Err(e)) => return Attempt::Failed(describe(&e)),
+                Ok(Err(why)) => return Attempt::Failed(why),
                 Ok(Ok(answer)) => answer,
             };
             let outcome = classify(
@@ -1467,16 +1475,27 @@ impl Shared {
         }
     }
 
-    async fn request(&self, url: Url, gzip: Vec<u8>) -> Result<Answer, reqwest::Error> {
-        let mut response = self
-            .client
-            .post(url)
+    /// Sends one request. A failure (network, no Entra ID token) is retryable: the data is
+    /// kept.
+    async fn request(&self, url: Url, gzip: Vec<u8>) -> Result<Answer, String> {
+        // Entra ID: the cached token (a token failure keeps the data, unlike the Python
+        // exporter).
+        let bearer = match &self.auth {
+            Some(auth) => Some(auth.bearer_for(&url).await.map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let mut request = self.client.post(url);
+        if let Some(bearer) = &bearer {
+            request = request.header(AUTHORIZATION, bearer.header_value());
+        }
+        let mut response = request
             .header(CONTENT_TYPE, "application/json")
             .header(CONTENT_ENCODING, "gzip")
             .header(ACCEPT, "application/json")
             .body(gzip)
             .send()
-            .await?;
+            .await
+            .map_err(|e| describe(&e))?;
         let header = |name| {
             response
                 .headers()
@@ -1487,6 +1506,14 @@ impl Shared {
         let retry_after = header(RETRY_AFTER);
         let location = header(LOCATION);
         let status = response.status().as_u16();
+        // Entra ID refused: 401 drops the token (the retry waits for a new one), 403 holds
+        // every request back for a longer wait.
+        if let Some(failure) = auth_failure(status) {
+            crate::auth::refused(self.auth.as_ref(), bearer.as_ref(), failure);
+            if let Some(wait) = failure.min_wait(&self.retry) {
+                self.gate.pause(wait);
+            }
+        }
         // The status decides; a body cut short only loses detail.
         let mut body = Vec::new();
         while let Ok(Some(chunk)) = response.chunk().await {

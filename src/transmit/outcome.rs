@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::auth::AuthFailure;
+use crate::transmit::RetryPolicy;
 use crate::wire::TrackResponse;
 
 /// The per-item message of an item that was accepted but sampled out by the service. Such an
@@ -50,6 +52,30 @@ pub(crate) enum Outcome {
 /// 502, 503, 504).
 pub(crate) fn is_retryable(status: u16) -> bool {
     matches!(status, 401 | 403 | 408 | 429 | 439 | 500 | 502 | 503 | 504)
+}
+
+/// Whether a whole-request status is the service refusing the request's Entra ID credentials
+/// (ENTRA-ID.md §1, §3). Both are also retryable ([`is_retryable`]): the data is kept.
+pub(crate) fn auth_failure(status: u16) -> Option<AuthFailure> {
+    match status {
+        401 => Some(AuthFailure::Unauthorized),
+        403 => Some(AuthFailure::Forbidden),
+        _ => None,
+    }
+}
+
+impl AuthFailure {
+    /// How long every request of the transmitter waits after this answer, at least: nothing
+    /// after a 401 (the next attempt waits for a new token instead); after a 403, the retry
+    /// policy's longest delay, as for a `Retry-After`, because a missing role assignment takes
+    /// minutes to be made and to apply (with the default policy, 5 s: longer than an export
+    /// may last, so exports go to offline storage at once until a probe gets through).
+    pub(crate) fn min_wait(self, policy: &RetryPolicy) -> Option<Duration> {
+        match self {
+            AuthFailure::Unauthorized => None,
+            AuthFailure::Forbidden => Some(policy.max_delay().max(policy.initial_delay())),
+        }
+    }
 }
 
 /// Classifies one answer of the ingestion service.
@@ -453,6 +479,40 @@ mod tests {
                 "{value:?}"
             );
         }
+    }
+
+    #[test]
+    fn auth_failures() {
+        let policy = RetryPolicy::default()
+            .with_initial_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(7));
+        let cases: [(u16, Option<AuthFailure>, Option<Duration>); 6] = [
+            (401, Some(AuthFailure::Unauthorized), None),
+            (
+                403,
+                Some(AuthFailure::Forbidden),
+                Some(Duration::from_secs(7)),
+            ),
+            (200, None, None),
+            (400, None, None),
+            (404, None, None),
+            (429, None, None),
+        ];
+        for (status, failure, wait) in cases {
+            assert_eq!(auth_failure(status), failure, "{status}");
+            assert_eq!(failure.and_then(|f| f.min_wait(&policy)), wait, "{status}");
+            if failure.is_some() {
+                assert!(is_retryable(status), "{status} keeps the data");
+            }
+        }
+        // A policy whose maximum is below its minimum waits the minimum.
+        let odd = RetryPolicy::default()
+            .with_initial_delay(Duration::from_secs(2))
+            .with_max_delay(Duration::from_secs(1));
+        assert_eq!(
+            AuthFailure::Forbidden.min_wait(&odd),
+            Some(Duration::from_secs(2))
+        );
     }
 
     #[test]

@@ -270,6 +270,7 @@ fn transmitter(url: String, timeout: Duration, retry: RetryPolicy) -> Transmitte
         client: None,
         storage: None,
         gzip_level: crate::transmit::encode::GZIP_LEVEL,
+        auth: None,
     })
     .unwrap()
 }
@@ -655,6 +656,7 @@ fn invalid_urls_are_refused() {
             client: None,
             storage: None,
             gzip_level: crate::transmit::encode::GZIP_LEVEL,
+            auth: None,
         });
         assert!(
             matches!(result, Err(TransmitError::InvalidUrl { .. })),
@@ -746,6 +748,7 @@ fn with_storage(
         client: None,
         storage: Some(open_storage(dir)),
         gzip_level: crate::transmit::encode::GZIP_LEVEL,
+        auth: None,
     })
     .unwrap()
 }
