@@ -291,6 +291,14 @@ macro_rules! builder_options {
                 self.options.storage_retention = Some(retention);
                 self
             }
+
+            /// Replaces every option above at once: the one-call setup forwards its own to the
+            /// three exporters' builders this way.
+            #[allow(dead_code)]
+            pub(crate) fn with_options(mut self, options: crate::config::Options) -> Self {
+                self.options = options;
+                self
+            }
         }
     };
 }

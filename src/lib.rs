@@ -7,6 +7,8 @@
     allow(dead_code, unused_imports, unused_macros)
 )]
 
+#[cfg(feature = "reqwest-middleware")]
+mod client_middleware;
 mod config;
 mod connection_string;
 mod convert;
@@ -15,16 +17,22 @@ mod error;
 mod logs;
 #[cfg(feature = "metrics")]
 mod metrics;
+#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
+mod setup;
 #[cfg(feature = "trace")]
 mod trace;
 mod transmit;
 mod wire;
 
+#[cfg(feature = "reqwest-middleware")]
+pub use client_middleware::ReqwestTracingMiddleware;
 pub use error::BuildError;
 #[cfg(feature = "logs")]
 pub use logs::{LogExporter, LogExporterBuilder};
 #[cfg(feature = "metrics")]
 pub use metrics::{MetricExporter, MetricExporterBuilder};
+#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
+pub use setup::{AzureMonitor, AzureMonitorBuilder, SetupError, ShutdownError};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
 pub use transmit::RetryPolicy;
