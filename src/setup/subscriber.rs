@@ -28,6 +28,12 @@ const ENV_FILTER: &str = "RUST_LOG";
 /// The filter when neither the code nor `RUST_LOG` sets one.
 const DEFAULT_FILTER: &str = "info";
 
+/// The target of the spans that `tracing-opentelemetry-instrumentation-sdk` (and so
+/// `axum-tracing-opentelemetry`, `tonic-tracing-opentelemetry`) makes, at `TRACE`: its users
+/// enable it with `otel::tracing=trace` in every filter, so the filter gets it unless it names
+/// that target itself.
+const INSTRUMENTATION_TARGET: &str = "otel::tracing";
+
 /// Crates whose `tracing` output is the exporter's own HTTP traffic (reqwest on hyper, h2,
 /// tower and rustls): sent as telemetry, its export would produce more of it. Matched as whole
 /// crate names, so that `tower_http` (the server middleware) is kept.
@@ -89,6 +95,11 @@ impl TracingOptions {
                 .filter(|v| !v.trim().is_empty())
                 .unwrap_or_else(|| DEFAULT_FILTER.to_owned()),
         };
+        let directives = if directives.contains(INSTRUMENTATION_TARGET) {
+            directives
+        } else {
+            format!("{directives},{INSTRUMENTATION_TARGET}=trace")
+        };
         Ok(TracingFilter { directives })
     }
 }
@@ -122,7 +133,9 @@ impl AzureMonitorBuilder {
     ///
     /// Defaults to the `RUST_LOG` environment variable, else `info`. Spans are filtered by their
     /// level too: middleware that makes its spans at `DEBUG` (tower-http's `TraceLayer` by
-    /// default) needs `debug` for its target, or its spans made at `INFO`. Directives set here
+    /// default) needs `debug` for its target, or its spans made at `INFO`. The directive
+    /// `otel::tracing=trace` is added unless the filter names `otel::tracing`: that is where
+    /// `axum-tracing-opentelemetry` and its siblings make their spans, at `TRACE`. Directives set here
     /// that do not parse make `install()` fail; bad directives in `RUST_LOG` are skipped.
     pub fn with_tracing_filter(mut self, directives: impl Into<String>) -> Self {
         self.tracing.filter = Some(directives.into());
@@ -325,14 +338,28 @@ mod tests {
         let env = |name: &str| (name == "RUST_LOG").then(|| "debug".to_owned());
         assert_eq!(
             code.filter_with(&env).unwrap().directives,
-            "warn,shop=debug"
+            "warn,shop=debug,otel::tracing=trace"
         );
         let none = TracingOptions::default();
-        assert_eq!(none.filter_with(&env).unwrap().directives, "debug");
-        assert_eq!(none.filter_with(&|_| None).unwrap().directives, "info");
+        assert_eq!(
+            none.filter_with(&env).unwrap().directives,
+            "debug,otel::tracing=trace"
+        );
+        assert_eq!(
+            none.filter_with(&|_| None).unwrap().directives,
+            "info,otel::tracing=trace"
+        );
         assert_eq!(
             none.filter_with(&|_| Some(" ".into())).unwrap().directives,
-            "info"
+            "info,otel::tracing=trace"
+        );
+        let own = TracingOptions {
+            filter: Some("info,otel::tracing=off".into()),
+            ..TracingOptions::default()
+        };
+        assert_eq!(
+            own.filter_with(&|_| None).unwrap().directives,
+            "info,otel::tracing=off"
         );
     }
 
