@@ -45,7 +45,7 @@ use tracing::Instrument as _;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The orders the example sends, and what the service answers to each.
-pub const ORDERS: [(u32, u16); 3] = [(1, 200), (2, 409), (99, 404)];
+const ORDERS: [(u32, u16); 3] = [(1, 200), (2, 409), (99, 404)];
 
 #[derive(Clone)]
 struct Shop {
@@ -178,7 +178,7 @@ async fn serve() -> Result<SocketAddr, BoxError> {
 /// Installs Azure Monitor, runs the service, sends [`ORDERS`] to it from outside (a client
 /// without tracing, as a browser would), and shuts Azure Monitor down, which delivers
 /// everything. Sends to `connection_string`, else to `APPLICATIONINSIGHTS_CONNECTION_STRING`.
-pub async fn run(connection_string: Option<String>) -> Result<(), BoxError> {
+pub(crate) async fn run(connection_string: Option<String>) -> Result<(), BoxError> {
     let mut builder = AzureMonitor::builder()
         .with_service_name("orders")
         .with_resource_attributes([KeyValue::new("service.namespace", "shop")]);

@@ -3,12 +3,12 @@
 //! (The `tracing` side is in `tests/setup_tracing.rs`: each installs process-wide state.)
 #![allow(clippy::unwrap_used)]
 
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::propagation::TextMapPropagator as _;
-use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, TraceContextExt as _, Tracer as _};
 use opentelemetry::{global, Context, KeyValue};
 use opentelemetry_azure_monitor::testing::IngestionServer;
 use opentelemetry_azure_monitor::{AzureMonitor, SetupError};
+use opentelemetry_sdk::resource::ResourceDetector;
+use opentelemetry_sdk::Resource;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -19,9 +19,25 @@ fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
         .unwrap_or("")
 }
 
+/// A detector of the user's: wins over the environment, loses to the code's attributes.
+struct Staging;
+
+impl ResourceDetector for Staging {
+    fn detect(&self) -> Resource {
+        Resource::builder_empty()
+            .with_attributes([
+                KeyValue::new("deployment.environment.name", "staging"),
+                KeyValue::new("service.version", "1.5"),
+                KeyValue::new("host.name", "build-agent"),
+            ])
+            .build()
+    }
+}
+
 #[test]
 fn the_setup_installs_everything_and_delivers_on_drop() {
-    // The environment names the service; the code adds to it and wins on the same key.
+    // The environment names the service; the user's detector and code add to it, and win on
+    // the same keys (code over detector over environment).
     std::env::set_var("OTEL_SERVICE_NAME", "checkout");
     std::env::set_var(
         "OTEL_RESOURCE_ATTRIBUTES",
@@ -31,6 +47,7 @@ fn the_setup_installs_everything_and_delivers_on_drop() {
     let azure_monitor = AzureMonitor::builder()
         .with_connection_string(server.connection_string())
         .with_offline_storage(false)
+        .with_resource_detector(Staging)
         .with_resource_attributes([KeyValue::new("service.version", "2.0")])
         .with_tracing_subscriber(false)
         .install()
@@ -80,7 +97,9 @@ fn the_setup_installs_everything_and_delivers_on_drop() {
         .find(|i| i["data"]["baseData"]["metrics"][0]["name"] == "_OTELRESOURCE_")
         .unwrap();
     let properties = &resource["data"]["baseData"]["properties"];
-    assert_eq!(properties["deployment.environment.name"], "prod");
+    assert_eq!(properties["deployment.environment.name"], "staging");
+    assert_eq!(properties["host.name"], "build-agent");
+    assert_eq!(properties["service.namespace"], "shop");
     assert_eq!(properties["service.name"], "checkout");
     let carts = items
         .iter()
