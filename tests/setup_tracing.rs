@@ -1,6 +1,6 @@
 //! The `tracing` side of the one-call setup, through the local ingestion server: one item per
-//! event, ERROR events failing their span, the exporter's own traffic kept out, and a global
-//! subscriber set before `install()` reported.
+//! event, ERROR events failing their span, the exporter's own traffic kept out, the builder's
+//! sampler deciding, and a global subscriber set before `install()` reported.
 #![allow(clippy::unwrap_used)]
 
 use opentelemetry_azure_monitor::testing::IngestionServer;
@@ -126,4 +126,32 @@ fn a_bad_tracing_filter_is_reported() {
         matches!(e, SetupError::InvalidTracingFilter { .. }),
         "{e:?}"
     );
+}
+
+#[test]
+fn the_builders_sampler_decides() {
+    let server = IngestionServer::start().unwrap();
+    let azure_monitor = AzureMonitor::builder()
+        .with_connection_string(server.connection_string())
+        .with_offline_storage(false)
+        .with_tracing_subscriber(false)
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOff)
+        .install()
+        .unwrap();
+    let subscriber = tracing_subscriber::registry().with(azure_monitor.tracing_layer());
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::info_span!("dropped", otel.kind = "internal").in_scope(|| {
+            tracing::info!("kept");
+        });
+    });
+    azure_monitor.shutdown().unwrap();
+
+    let items = server.envelopes();
+    assert!(
+        of_type(&items, "RemoteDependencyData").is_empty(),
+        "{items:#?}"
+    );
+    let traces = of_type(&items, "MessageData");
+    assert_eq!(traces.len(), 1, "{items:#?}");
+    assert_eq!(text(traces[0], &["data", "baseData", "message"]), "kept");
 }
