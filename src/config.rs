@@ -400,6 +400,14 @@ macro_rules! builder_options {
                     Some(crate::auth::ProviderRef::credential(credential));
                 self
             }
+
+            /// Replaces every option above at once: the one-call setup forwards its own to the
+            /// three exporters' builders this way.
+            #[allow(dead_code)]
+            pub(crate) fn with_options(mut self, options: crate::config::Options) -> Self {
+                self.options = options;
+                self
+            }
         }
     };
 }

@@ -8,6 +8,8 @@
 )]
 
 pub mod auth;
+#[cfg(feature = "reqwest-middleware")]
+mod client_middleware;
 mod config;
 mod connection_string;
 mod convert;
@@ -18,17 +20,23 @@ mod logs;
 mod metrics;
 pub mod processor;
 pub mod resource;
+#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
+mod setup;
 #[cfg(feature = "trace")]
 mod trace;
 mod transmit;
 mod wire;
 
+#[cfg(feature = "reqwest-middleware")]
+pub use client_middleware::ReqwestTracingMiddleware;
 pub use error::BuildError;
 #[cfg(feature = "logs")]
 pub use logs::{LogExporter, LogExporterBuilder};
 #[cfg(feature = "metrics")]
 pub use metrics::{MetricExporter, MetricExporterBuilder};
 pub use processor::{ContextTag, ItemKind, TelemetryItem};
+#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
+pub use setup::{AzureMonitor, AzureMonitorBuilder, SetupError, ShutdownError};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
 pub use transmit::RetryPolicy;
