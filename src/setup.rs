@@ -321,10 +321,13 @@ impl AzureMonitorBuilder {
         resource.build()
     }
 
-    /// Hook: the detectors of the Azure host the process runs on (App Service, Functions,
-    /// Container Apps, AKS), run before the environment's so that configuration wins. None yet.
+    /// The detectors of the Azure host the process runs on (App Service, Functions, Container
+    /// Apps, AKS, all from the environment), run before the environment's so that configuration
+    /// wins. The VM detector (IMDS, a network call) is opt-in: add
+    /// [`AzureVmResourceDetector`](crate::resource::AzureVmResourceDetector) with
+    /// [`with_resource_detector`](Self::with_resource_detector).
     fn host_detectors(&self) -> Vec<Box<dyn ResourceDetector>> {
-        Vec::new()
+        vec![Box::new(crate::resource::AzureResourceDetector::new())]
     }
 
     /// Hook: the sampler. `None` leaves the SDK's choice (`OTEL_TRACES_SAMPLER` with its
