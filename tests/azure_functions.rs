@@ -233,11 +233,19 @@ async fn invocations_in_process_forwarded_and_payload() {
     assert_invocations(&server, &external, &ids);
 }
 
-/// The example binary, built by cargo for this test if it is not there yet.
+/// The example binary: `cargo test` builds the examples beside the tests (with the same
+/// features); built by cargo for this test only if it is not there (a test run on its own with
+/// `--test azure_functions`).
 fn example_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/azure_functions-<hash> → target/<profile>/examples/azure_functions
     let profile_dir = exe.parent().and_then(|p| p.parent()).unwrap().to_owned();
+    let built = profile_dir
+        .join("examples")
+        .join(format!("azure_functions{}", std::env::consts::EXE_SUFFIX));
+    if built.is_file() {
+        return built;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     // The same target directory as this test's, however it was chosen (assumes the host
     // target: with `--target <triple>` the binary would be elsewhere).
