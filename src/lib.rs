@@ -16,6 +16,8 @@ mod logs;
 #[cfg(feature = "metrics")]
 mod metrics;
 #[cfg(feature = "trace")]
+pub mod sampling;
+#[cfg(feature = "trace")]
 mod trace;
 mod transmit;
 mod wire;
@@ -25,6 +27,8 @@ pub use error::BuildError;
 pub use logs::{LogExporter, LogExporterBuilder};
 #[cfg(feature = "metrics")]
 pub use metrics::{MetricExporter, MetricExporterBuilder};
+#[cfg(feature = "trace")]
+pub use sampling::{ApplicationInsightsSampler, RateLimitedSampler, SamplerError};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
 pub use transmit::RetryPolicy;
