@@ -76,6 +76,9 @@ pub enum BuildError {
     /// The export timeout is zero.
     #[error("the export timeout must be greater than zero")]
     InvalidExportTimeout,
+    /// The standard metrics' export interval is zero.
+    #[error("the export interval of the standard metrics must be greater than zero")]
+    InvalidExportInterval,
     /// The HTTP client or the background delivery thread could not be started.
     #[error("could not start the exporter's delivery: {0}")]
     Transport(String),

@@ -18,6 +18,8 @@ mod metrics;
 #[cfg(feature = "trace")]
 pub mod sampling;
 #[cfg(feature = "trace")]
+mod standard_metrics;
+#[cfg(feature = "trace")]
 mod trace;
 mod transmit;
 mod wire;
@@ -29,6 +31,8 @@ pub use logs::{LogExporter, LogExporterBuilder};
 pub use metrics::{MetricExporter, MetricExporterBuilder};
 #[cfg(feature = "trace")]
 pub use sampling::{ApplicationInsightsSampler, RateLimitedSampler, SamplerError};
+#[cfg(feature = "trace")]
+pub use standard_metrics::{StandardMetricsProcessor, StandardMetricsProcessorBuilder};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
 pub use transmit::RetryPolicy;
