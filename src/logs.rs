@@ -3,8 +3,8 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 use opentelemetry_sdk::Resource;
 

@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_azure_monitor::testing::IngestionServer;
 use opentelemetry_azure_monitor::{
@@ -270,7 +272,11 @@ fn logs_of_sampled_out_traces_can_be_dropped_with_them() {
         .iter()
         .filter(|v| base(v)["message"] == "outside")
         .count();
-    assert_eq!(inside, 40 + sampled, "all from one exporter, the sampled from the other");
+    assert_eq!(
+        inside,
+        40 + sampled,
+        "all from one exporter, the sampled from the other"
+    );
     assert_eq!(outside, 2);
     dropping.shutdown().unwrap();
     keeping.shutdown().unwrap();

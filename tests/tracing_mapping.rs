@@ -147,14 +147,20 @@ fn with_the_log_bridge_each_event_is_one_log_item_in_its_operation() {
         .find(|m| base(m)["message"] == "no route matched")
         .unwrap();
     assert_eq!(base(warn)["severityLevel"], "Warning");
-    assert_eq!(warn["tags"]["ai.operation.id"], request["tags"]["ai.operation.id"]);
+    assert_eq!(
+        warn["tags"]["ai.operation.id"],
+        request["tags"]["ai.operation.id"]
+    );
     assert_eq!(warn["tags"]["ai.operation.parentId"], base(request)["id"]);
     let error = messages
         .iter()
         .find(|m| base(m)["message"] == "inventory unavailable")
         .unwrap();
     assert_eq!(base(error)["severityLevel"], "Error");
-    assert_eq!(error["tags"]["ai.operation.parentId"], base(dependency)["id"]);
+    assert_eq!(
+        error["tags"]["ai.operation.parentId"],
+        base(dependency)["id"]
+    );
 }
 
 #[test]
@@ -177,5 +183,8 @@ fn without_the_bridge_span_events_carry_the_level() {
         .find(|m| base(m)["message"] == "inventory unavailable")
         .unwrap();
     assert_eq!(base(error)["severityLevel"], "Error");
-    assert_eq!(error["tags"]["ai.operation.parentId"], base(dependency)["id"]);
+    assert_eq!(
+        error["tags"]["ai.operation.parentId"],
+        base(dependency)["id"]
+    );
 }

@@ -138,7 +138,13 @@ impl Aggregator {
             series.max = series.max.max(o.duration_ms);
             return;
         }
-        let text = |s: &str| if folded { OTHER.to_owned() } else { s.to_owned() };
+        let text = |s: &str| {
+            if folded {
+                OTHER.to_owned()
+            } else {
+                s.to_owned()
+            }
+        };
         self.series.insert(
             self.key.clone(),
             Series {
@@ -251,12 +257,21 @@ mod tests {
 
     use super::*;
 
-    fn obs(metric: Metric, code: &'static str, target: &'static str, ms: f64) -> Observation<'static> {
+    fn obs(
+        metric: Metric,
+        code: &'static str,
+        target: &'static str,
+        ms: f64,
+    ) -> Observation<'static> {
         Observation {
             metric,
             success: code != "500",
             result_code: Cow::Borrowed(code),
-            type_: Cow::Borrowed(if metric == Metric::Requests { "" } else { "HTTP" }),
+            type_: Cow::Borrowed(if metric == Metric::Requests {
+                ""
+            } else {
+                "HTTP"
+            }),
             target: Cow::Borrowed(target),
             synthetic: false,
             duration_ms: ms,
@@ -295,6 +310,9 @@ mod tests {
         let other = series.iter().find(|s| s.target == OTHER).unwrap();
         assert_eq!(other.count, 50);
         assert_eq!(other.result_code, OTHER);
-        assert_eq!(series.iter().map(|s| s.count).sum::<u64>(), targets.len() as u64);
+        assert_eq!(
+            series.iter().map(|s| s.count).sum::<u64>(),
+            targets.len() as u64
+        );
     }
 }

@@ -136,9 +136,7 @@ impl StandardMetricsProcessorBuilder {
         if interval.is_zero() {
             return Err(BuildError::InvalidExportInterval);
         }
-        let core = self
-            .options
-            .resolve(transmit::encode::METRICS_GZIP_LEVEL)?;
+        let core = self.options.resolve(transmit::encode::METRICS_GZIP_LEVEL)?;
         let shared = Arc::new(Shared {
             core,
             aggregator: Mutex::new(Aggregator::default()),
@@ -148,19 +146,16 @@ impl StandardMetricsProcessorBuilder {
         let timer_shared = shared.clone();
         let timer = thread::Builder::new()
             .name("azure-monitor-standard-metrics".to_owned())
-            .spawn(move || loop {
-                match stopped.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = block_on(timer_shared.export(SystemTime::now())) {
-                            opentelemetry::otel_warn!(
-                                name: "AzureMonitor.StandardMetrics.ExportFailed",
-                                message = "the standard metrics of an interval could not be delivered",
-                                error = e.to_string()
-                            );
-                        }
+            .spawn(move || {
+                // Until stopped (or the processor is gone).
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(interval) {
+                    if let Err(e) = block_on(timer_shared.export(SystemTime::now())) {
+                        opentelemetry::otel_warn!(
+                            name: "AzureMonitor.StandardMetrics.ExportFailed",
+                            message = "the standard metrics of an interval could not be delivered",
+                            error = e.to_string()
+                        );
                     }
-                    // Stopped, or the processor is gone.
-                    _ => break,
                 }
             })
             .map_err(|e| BuildError::Transport(e.to_string()))?;
@@ -180,7 +175,12 @@ impl StandardMetricsProcessor {
 
     /// Stops the timer thread (once) and waits for it.
     fn stop_timer(&self) {
-        drop(self.stop.lock().unwrap_or_else(PoisonError::into_inner).take());
+        drop(
+            self.stop
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
         if let Some(timer) = self
             .timer
             .lock()

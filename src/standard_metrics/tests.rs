@@ -2,7 +2,9 @@
 
 use std::time::UNIX_EPOCH;
 
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
+};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
 
@@ -55,7 +57,10 @@ fn observations_are_the_items_fields() {
 
     let consumer = span(SpanKind::Consumer, Status::Unset, vec![], 1);
     let o = observe(&consumer);
-    assert_eq!((o.metric, o.success, o.result_code.as_ref()), (Metric::Requests, true, "0"));
+    assert_eq!(
+        (o.metric, o.success, o.result_code.as_ref()),
+        (Metric::Requests, true, "0")
+    );
 
     let sql = span(
         SpanKind::Client,
@@ -70,11 +75,17 @@ fn observations_are_the_items_fields() {
     let o = observe(&sql);
     assert_eq!(o.metric, Metric::Dependencies);
     assert!(!o.success);
-    assert_eq!((o.type_.as_ref(), o.target.as_ref()), ("postgresql", "db|shop"));
+    assert_eq!(
+        (o.type_.as_ref(), o.target.as_ref()),
+        ("postgresql", "db|shop")
+    );
 
     let internal = span(SpanKind::Internal, Status::Unset, vec![], 1);
     let o = observe(&internal);
-    assert_eq!((o.metric, o.type_.as_ref(), o.target.as_ref()), (Metric::Dependencies, "InProc", ""));
+    assert_eq!(
+        (o.metric, o.type_.as_ref(), o.target.as_ref()),
+        (Metric::Dependencies, "InProc", "")
+    );
 }
 
 #[test]
