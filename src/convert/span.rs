@@ -406,7 +406,8 @@ pub(crate) fn is_tracing_event(event: &Event) -> bool {
     has(TRACING_LEVEL) && has(TRACING_TARGET)
 }
 
-/// The severity of a span event from its `tracing` level (`TRACE`, `DEBUG`, `INFO`, `WARN`,
+/// Beyond MAPPING.md §3.7 (whose exporters send span events without a severity): the
+/// severity of a span event from its `tracing` level (`TRACE`, `DEBUG`, `INFO`, `WARN`,
 /// `ERROR`, as `tracing-opentelemetry` writes it; any case), as the log bridge maps the same
 /// levels (MAPPING.md §4.4).
 fn tracing_severity(level: Option<&Value>) -> Option<SeverityLevel> {

@@ -5,6 +5,11 @@
 //!   its item's fields, in `convert::span`), the aggregation per dimension set, the envelopes;
 //! - this module: the span processor, its timer thread and its delivery through the crate's
 //!   transmit path (a `Core` of its own, flushed and shut down with the tracer provider).
+//!
+//! Why a `Core` of its own rather than the span exporter's: the tracer provider shuts its
+//! processors down one after the other, in the order they were added; with a shared
+//! transmitter, the last minute of metrics would be lost whenever the exporter's batch
+//! processor came first. Its own delivery thread costs one idle thread.
 
 mod aggregate;
 
