@@ -87,9 +87,10 @@ pub enum SamplerError {
 /// # Ok::<(), opentelemetry_azure_monitor::SamplerError>(())
 /// ```
 ///
-/// A span whose parent is local follows the parent's decision. A span with a remote parent is
-/// decided by its trace id like a root: services sampling at the same ratio agree without
-/// looking at the `sampled` flag. Kept spans carry `microsoft.sample_rate` = 100 × ratio
+/// A span whose parent is local follows the parent's decision and inherits its rate (from the
+/// trace-state entry `microsoft_sample_rate` that the root's sampler wrote). A span with a
+/// remote parent is decided by its trace id like a root: services sampling at the same ratio
+/// agree without looking at the `sampled` flag. Kept spans carry `microsoft.sample_rate` = 100 × ratio
 /// (unless 100). Unlike .NET's, the hash is of the lower-case hex (see the module docs of
 /// [`sampling`](crate::sampling)).
 #[derive(Clone, Debug)]
