@@ -88,6 +88,9 @@ pub enum BuildError {
          ::1: the ingestion endpoint {0} must use https"
     )]
     InsecureEndpoint(String),
+    /// The standard metrics' export interval is zero.
+    #[error("the export interval of the standard metrics must be greater than zero")]
+    InvalidExportInterval,
     /// The HTTP client or the background delivery thread could not be started.
     #[error("could not start the exporter's delivery: {0}")]
     Transport(String),

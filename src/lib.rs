@@ -23,6 +23,10 @@ pub mod resource;
 #[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
 mod setup;
 #[cfg(feature = "trace")]
+pub mod sampling;
+#[cfg(feature = "trace")]
+mod standard_metrics;
+#[cfg(feature = "trace")]
 mod trace;
 mod transmit;
 mod wire;
@@ -37,6 +41,10 @@ pub use metrics::{MetricExporter, MetricExporterBuilder};
 pub use processor::{ContextTag, ItemKind, TelemetryItem};
 #[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
 pub use setup::{AzureMonitor, AzureMonitorBuilder, SetupError, ShutdownError};
+#[cfg(feature = "trace")]
+pub use sampling::{ApplicationInsightsSampler, RateLimitedSampler, SamplerError};
+#[cfg(feature = "trace")]
+pub use standard_metrics::{StandardMetricsProcessor, StandardMetricsProcessorBuilder};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
 pub use transmit::RetryPolicy;

@@ -3,8 +3,9 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
+use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::LogBatch;
+use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord};
 use opentelemetry_sdk::Resource;
 
 use crate::config::{builder_options, Core, Options};
@@ -40,6 +41,7 @@ use crate::wire::SharedTags;
 pub struct LogExporter {
     core: Core,
     tags: SharedTags,
+    drop_sampled_out: bool,
 }
 
 /// Builds a [`LogExporter`]. All validation and reading of the environment happens in
@@ -48,11 +50,25 @@ pub struct LogExporter {
 #[must_use]
 pub struct LogExporterBuilder {
     options: Options,
+    drop_sampled_out: bool,
 }
 
 builder_options!(LogExporterBuilder);
 
 impl LogExporterBuilder {
+    /// Drops the log records of sampled-out traces: a record logged inside a span that the
+    /// sampler did not keep (its trace flags say "not sampled") is not sent, so that a trace
+    /// is kept or dropped with its logs. Records outside any span are always sent.
+    ///
+    /// Use it together with a sampler (see [`crate::sampling`]) when the logs of the traces
+    /// that are dropped are not wanted either. The portal does not re-weight log records.
+    ///
+    /// Defaults to `false`: every record is sent.
+    pub fn with_sampled_out_logs_dropped(mut self, enabled: bool) -> Self {
+        self.drop_sampled_out = enabled;
+        self
+    }
+
     /// Builds the exporter and starts its delivery thread.
     ///
     /// # Errors
@@ -63,6 +79,7 @@ impl LogExporterBuilder {
         Ok(LogExporter {
             core: self.options.resolve(transmit::encode::GZIP_LEVEL)?,
             tags: convert::shared_tags(&Resource::builder_empty().build()),
+            drop_sampled_out: self.drop_sampled_out,
         })
     }
 }
@@ -80,11 +97,18 @@ impl LogExporter {
             tags: &self.tags,
         };
         let sample_rate = self.core.sample_rate;
+        let kept = |(record, _): &(&SdkLogRecord, &InstrumentationScope)| {
+            !self.drop_sampled_out
+                || record
+                    .trace_context()
+                    .and_then(|t| t.trace_flags)
+                    .is_none_or(|flags| flags.is_sampled())
+        };
         // `LogBatch`'s iterator does not tell its length: count first (cheap) to allocate once.
-        let n = batch.iter().count();
+        let n = batch.iter().filter(kept).count();
         self.core.encode_counted(
             n,
-            batch.iter().map(|(record, scope)| {
+            batch.iter().filter(kept).map(|(record, scope)| {
                 let mut envelope = convert::log_to_envelope(record, scope, &cx, now);
                 envelope.sample_rate = sample_rate;
                 envelope

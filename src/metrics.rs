@@ -49,7 +49,6 @@ pub struct MetricExporter {
 pub struct MetricExporterBuilder {
     options: Options,
     namespace: Option<bool>,
-    standard_metrics: bool,
 }
 
 builder_options!(MetricExporterBuilder);
@@ -66,27 +65,6 @@ impl MetricExporterBuilder {
         self
     }
 
-    /// Sends the points of the HTTP duration histograms (`http.server.request.duration`,
-    /// `http.client.request.duration` and their legacy names `http.server.duration`,
-    /// `http.client.duration`) as the portal's standard metrics `requests/duration` and
-    /// `dependencies/duration`, as the Python exporter does: the "Server requests", "Server
-    /// response time" and "Dependency calls" charts then count every request, including
-    /// the ones whose spans were sampled out.
-    ///
-    /// Turn it on together with
-    /// [`SpanExporterBuilder::with_standard_metrics`](crate::SpanExporterBuilder::with_standard_metrics),
-    /// and only when the service records those histograms for every HTTP request it serves
-    /// and makes: the span exporter then marks HTTP request and dependency items as counted
-    /// already, and the service stops deriving the same metrics from them. With only one of
-    /// the two on, those charts count requests twice, or miss them.
-    ///
-    /// Defaults to `false`: the histograms are sent as ordinary custom metrics with their
-    /// attributes, and the service derives the standard metrics from the items.
-    pub fn with_standard_metrics(mut self, enabled: bool) -> Self {
-        self.standard_metrics = enabled;
-        self
-    }
-
     /// Builds the exporter and starts its delivery thread.
     ///
     /// # Errors
@@ -100,10 +78,7 @@ impl MetricExporterBuilder {
         });
         Ok(MetricExporter {
             core: self.options.resolve(transmit::encode::METRICS_GZIP_LEVEL)?,
-            options: MetricOptions {
-                namespace,
-                standard_metrics: self.standard_metrics,
-            },
+            options: MetricOptions { namespace },
         })
     }
 }

@@ -41,7 +41,7 @@ pub struct SpanExporter {
     resource: Resource,
     tags: SharedTags,
     resource_metric: bool,
-    standard_metrics: bool,
+    tracing_events: bool,
 }
 
 /// Builds a [`SpanExporter`]. All validation and reading of the environment happens in
@@ -51,7 +51,7 @@ pub struct SpanExporter {
 pub struct SpanExporterBuilder {
     options: Options,
     resource_metric: Option<bool>,
-    standard_metrics: bool,
+    tracing_events: Option<bool>,
 }
 
 builder_options!(SpanExporterBuilder);
@@ -68,17 +68,19 @@ impl SpanExporterBuilder {
         self
     }
 
-    /// Marks HTTP request items (server spans with an HTTP method) and HTTP dependency items
-    /// (client spans with an HTTP method) with `_MS.ProcessedByMetricExtractors`, so that
-    /// the service does not derive the standard metrics `requests/duration` and
-    /// `dependencies/duration` from them: the metric exporter sends those metrics from the
-    /// HTTP duration histograms instead. Turn it on together with
-    /// [`MetricExporterBuilder::with_standard_metrics`](crate::MetricExporterBuilder::with_standard_metrics),
-    /// whose documentation says when that is right.
+    /// Sends the span events that `tracing-opentelemetry` makes from `tracing` events (those
+    /// with its `level` and `target` attributes) as traces with the event's severity.
     ///
-    /// Defaults to `false`: the service derives the standard metrics from the items.
-    pub fn with_standard_metrics(mut self, enabled: bool) -> Self {
-        self.standard_metrics = enabled;
+    /// Turn it off when the same events also reach a [`LogExporter`](crate::LogExporter)
+    /// through `opentelemetry-appender-tracing` (the log bridge): each event would otherwise
+    /// appear twice, once as a log record and once as a span event. The log record is the
+    /// better of the two (its own fields as properties, exceptions from `error` fields), and
+    /// sits in the same operation. `tracing-opentelemetry` still sees the events, so an error
+    /// event still marks its span as failed.
+    ///
+    /// Defaults to `true`. Span events made with the OpenTelemetry API are always sent.
+    pub fn with_tracing_span_events(mut self, enabled: bool) -> Self {
+        self.tracing_events = Some(enabled);
         self
     }
 
@@ -100,7 +102,7 @@ impl SpanExporterBuilder {
             tags: convert::shared_tags(&resource),
             resource,
             resource_metric,
-            standard_metrics: self.standard_metrics,
+            tracing_events: self.tracing_events.unwrap_or(true),
         })
     }
 }
@@ -118,11 +120,18 @@ impl SpanExporter {
             tags: &self.tags,
         };
         let mut envelopes = Vec::with_capacity(batch.len() + batch.len() / 8 + 1);
-        if self.resource_metric && !batch.is_empty() {
+        // Spans recorded but not sampled (a sampler's `RecordOnly`, so that span processors
+        // such as the standard metrics see them) are not sent: the SDK's thread-based batch
+        // processor passes them on.
+        let mut sampled = batch
+            .iter()
+            .filter(|s| s.span_context.is_sampled())
+            .peekable();
+        if self.resource_metric && sampled.peek().is_some() {
             envelopes.extend(convert::resource_envelope(&self.resource, &cx, now));
         }
-        for span in batch {
-            convert::span_to_envelopes(span, &cx, self.standard_metrics, &mut envelopes);
+        for span in sampled {
+            convert::span_to_envelopes(span, &cx, self.tracing_events, &mut envelopes);
         }
         if let Some(rate) = self.core.sample_rate {
             for envelope in &mut envelopes {

@@ -26,12 +26,20 @@ pub(crate) enum HostFallback {
 
 /// The URL of an HTTP span (§3.3 request algorithm; for dependencies §3.4 R, the same with
 /// the peer as the last host fallback): `url.full`, else `http.url`, else composed from the
-/// scheme, the host and the target (`url.path` + `?` + `url.query`, or `http.target`).
+/// scheme, the host and the target (`url.path` + `?` + `url.query`, or `http.target`). A
+/// request without a scheme is taken to be `http`.
 pub(crate) fn http_url<'a>(k: &Known<'a>, fallback: HostFallback) -> Option<Cow<'a, str>> {
     if let Some(url) = k.text(URL_FULL) {
         return Some(url);
     }
-    let scheme = k.text(URL_SCHEME)?;
+    let scheme = match (k.text(URL_SCHEME), fallback) {
+        (Some(scheme), _) => scheme,
+        // Beyond PY: a server span with a path and a host but no (or an empty) scheme, as
+        // axum-tracing-opentelemetry records a plain HTTP/1.1 request, whose request line has
+        // no scheme: it came over plain HTTP (TLS ends in front of such a server).
+        (None, HostFallback::Server) => Cow::Borrowed("http"),
+        (None, HostFallback::Peer) => return None,
+    };
     let (target, query) = match k.text(&[Key::UrlPath]) {
         Some(path) => (path, k.text(&[Key::UrlQuery])),
         None => (k.text(&[Key::HttpTarget])?, None),

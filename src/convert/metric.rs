@@ -14,14 +14,12 @@
 //!
 //! Standard metrics (§5.3, §5.4):
 //!
-//! - By default this crate does not send the portal's standard metrics (`requests/duration`,
+//! - The metric exporter does not send the portal's standard metrics (`requests/duration`,
 //!   `dependencies/duration`): the four HTTP duration instruments
 //!   (`http.server.request.duration`, `http.server.duration`, `http.client.request.duration`,
-//!   `http.client.duration`) are ordinary custom metrics with their attributes, and the
-//!   service extracts the standard metrics from the request and dependency items itself.
-//! - With [`MetricOptions::standard_metrics`] they are sent as the standard metrics, as the
-//!   Python exporter sends them; see [`standard_metrics`](super::standard_metrics) for why
-//!   the span exporter must then be told as well.
+//!   `http.client.duration`) are ordinary custom metrics with their attributes (unlike the
+//!   Python exporter). The `StandardMetricsProcessor` counts them from the spans instead, the
+//!   .NET way (STANDARD-METRICS.md §4); without it the service extracts them from the items.
 //! - Point attributes never pass `_MS.*` keys on, so that no ordinary point can pass for a
 //!   standard metric.
 //! - The other instrument names the official distros autocollect and cannot map
@@ -39,7 +37,6 @@ use opentelemetry_sdk::metrics::data::{
 
 use super::attributes::{insert_property, is_synthetic};
 use super::semconv::Key;
-use super::standard_metrics::{self, StandardMetric};
 use super::Context;
 use crate::wire::{
     tag, Bounded, Data, DataPoint, Envelope, MetricData, Properties, Tags, TimeAt, Timestamp,
@@ -119,8 +116,6 @@ impl Number for i64 {
 pub(crate) struct MetricOptions {
     /// Every point gets `ns` = its meter's (instrumentation scope's) name.
     pub(crate) namespace: bool,
-    /// The HTTP duration instruments become the portal's standard metrics (§5.4).
-    pub(crate) standard_metrics: bool,
 }
 
 /// Converts one collection (MAPPING.md §5.1) into `out`. Returns what was left out.
@@ -134,7 +129,6 @@ pub(crate) fn metrics_to_envelopes<'a>(
         cx,
         name: "",
         ns: None,
-        standard: None,
         out,
         skipped: Skipped::default(),
     };
@@ -142,8 +136,6 @@ pub(crate) fn metrics_to_envelopes<'a>(
         points.ns = Some(scope.scope().name()).filter(|n| options.namespace && !n.is_empty());
         for metric in scope.metrics() {
             points.name = metric.name();
-            points.standard =
-                StandardMetric::of_instrument(metric.name()).filter(|_| options.standard_metrics);
             let dropped = DROPPED_INSTRUMENTS.contains(&metric.name());
             match metric.data() {
                 AggregatedMetrics::F64(data) => points.metric(data, dropped),
@@ -160,7 +152,6 @@ struct Points<'a, 'o> {
     cx: &'o Context<'a>,
     name: &'a str,
     ns: Option<&'a str>,
-    standard: Option<StandardMetric>,
     out: &'o mut Vec<Envelope<'a>>,
     skipped: Skipped,
 }
@@ -224,15 +215,7 @@ impl<'a> Points<'a, '_> {
             self.skipped.unsupported += 1;
             return;
         }
-        let envelope = point_envelope(
-            self.cx,
-            self.name,
-            self.ns,
-            self.standard,
-            value,
-            attributes,
-            time,
-        );
+        let envelope = point_envelope(self.cx, self.name, self.ns, value, attributes, time);
         match envelope {
             Some(envelope) => self.out.push(envelope),
             None => self.skipped.non_finite += 1,
@@ -241,13 +224,11 @@ impl<'a> Points<'a, '_> {
 }
 
 /// The envelope of one data point (§5.1), `None` when its value is NaN or infinite (a
-/// non-finite `min` or `max` is left out). A `standard` metric's properties are those of
-/// [`standard_metrics::properties`] instead of the point's attributes.
+/// non-finite `min` or `max` is left out).
 pub(crate) fn point_envelope<'a>(
     cx: &Context<'a>,
     name: &'a str,
     ns: Option<&'a str>,
-    standard: Option<StandardMetric>,
     value: PointValue,
     attributes: impl Iterator<Item = &'a KeyValue>,
     time: SystemTime,
@@ -256,8 +237,6 @@ pub(crate) fn point_envelope<'a>(
         return None;
     }
     let mut properties = Properties::default();
-    // The attributes a standard metric reads its properties from (no allocation otherwise).
-    let mut standard_attributes = Vec::new();
     let mut synthetic_type = None;
     let mut user_agent = None;
     for kv in attributes {
@@ -270,14 +249,9 @@ pub(crate) fn point_envelope<'a>(
             }
             _ => {}
         }
-        if standard.is_some() {
-            standard_attributes.push(kv);
-        } else if !key.starts_with(RESERVED_PREFIX) {
+        if !key.starts_with(RESERVED_PREFIX) {
             insert_property(&mut properties, key, &kv.value);
         }
-    }
-    if let Some(metric) = standard {
-        properties = standard_metrics::properties(metric, standard_attributes, cx.tags);
     }
     let mut tags = Tags::new(cx.tags);
     if is_synthetic(synthetic_type.as_deref(), user_agent.as_deref()) {

@@ -10,7 +10,6 @@
 //!   standard metrics;
 //! - [`attributes`]: value rendering, measurements, sample rate and context tags, shared by
 //!   every signal;
-//! - [`standard_metrics`]: the portal's HTTP standard metrics, opt-in (metrics and spans);
 //! - [`semconv`]: the one table of attribute keys, stable and legacy names side by side.
 
 pub(crate) mod attributes;
@@ -22,7 +21,6 @@ pub(crate) mod metric;
 pub(crate) mod semconv;
 #[cfg(feature = "trace")]
 pub(crate) mod span;
-pub(crate) mod standard_metrics;
 pub(crate) mod tags;
 
 use crate::wire::SharedTags;

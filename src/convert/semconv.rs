@@ -87,6 +87,8 @@ keys! {
     MicrosoftClientIp = "microsoft.client.ip",
     ClientAddress = sc::CLIENT_ADDRESS,
     HttpClientIp = "http.client_ip",
+    // axum-tracing-opentelemetry's name for the client address.
+    HttpClientAddress = "http.client.address",
     UserAgentOriginal = sc::USER_AGENT_ORIGINAL,
     HttpUserAgent = "http.user_agent",
     UserAgentSyntheticType = sc::USER_AGENT_SYNTHETIC_TYPE,
@@ -122,6 +124,8 @@ keys! {
     MicrosoftSampleRate = "microsoft.sample_rate",
     MsSampleRate = "_MS.sampleRate",
     MicrosoftCustomMeasurements = "microsoft.custom_measurements",
+    // Set by the standard-metrics processor on the spans it counts.
+    MsProcessedByMetricExtractors = "_MS.ProcessedByMetricExtractors",
     // Exceptions
     ExceptionType = sc::EXCEPTION_TYPE,
     ExceptionMessage = sc::EXCEPTION_MESSAGE,
@@ -140,6 +144,8 @@ keys! {
     MicrosoftAvailabilityMessage = "microsoft.availability.message",
     // The field `tracing` users conventionally give an error (`error = %e`).
     TracingError = "error",
+    // The level tracing-opentelemetry gives the span events it makes from `tracing` events.
+    Level = "level",
     // Resource
     ServiceName = sc::SERVICE_NAME,
     ServiceNamespace = sc::SERVICE_NAMESPACE,
@@ -181,8 +187,13 @@ pub(crate) const NET_HOST: &[Key] = &[HttpServerName, NetHostName];
 /// User agent.
 pub(crate) const USER_AGENT: &[Key] = &[UserAgentOriginal, HttpUserAgent];
 /// `ai.location.ip` of a request; `microsoft.client.ip` first (MAPPING.md §2.3 R).
-pub(crate) const REQUEST_LOCATION_IP: &[Key] =
-    &[MicrosoftClientIp, ClientAddress, HttpClientIp, NetPeerIp];
+pub(crate) const REQUEST_LOCATION_IP: &[Key] = &[
+    MicrosoftClientIp,
+    ClientAddress,
+    HttpClientIp,
+    HttpClientAddress,
+    NetPeerIp,
+];
 /// `ai.location.ip` of anything but a request.
 pub(crate) const LOCATION_IP: &[Key] = &[MicrosoftClientIp];
 /// Database system.
@@ -221,6 +232,12 @@ pub(crate) const K8S_WORKLOAD: &[Key] = &[
     K8sDaemonsetName,
 ];
 
+/// Attributes that `tracing-opentelemetry` gives every span event made from a `tracing`
+/// event: its level and its target.
+pub(crate) const TRACING_LEVEL: &str = "level";
+/// See [`TRACING_LEVEL`].
+pub(crate) const TRACING_TARGET: &str = "target";
+
 /// Link attribute with the enqueue time of a message, in epoch milliseconds (Azure SDKs).
 pub(crate) const LINK_ENQUEUED_TIME: &str = "enqueuedTime";
 
@@ -244,8 +261,9 @@ const DROPPED_PREFIXES: [&str; 12] = [
 /// Attribute keys that are never copied into properties: PY's list (MAPPING.md §3.5), plus the
 /// keys this crate consumes beyond PY (`microsoft.sample_rate`, §1.4 R; `microsoft.client.ip`,
 /// §2.3 R; `service.peer.name`, the stable `peer.service`).
-const DROPPED_KEYS: [&str; 25] = [
+const DROPPED_KEYS: [&str; 26] = [
     "session.id",
+    "_MS.ProcessedByMetricExtractors",
     "_MS.sampleRate",
     "microsoft.sample_rate",
     "microsoft.custom_measurements",
@@ -451,6 +469,7 @@ mod tests {
             "url.full",
             "service.peer.name",
             "fass.x",
+            "_MS.ProcessedByMetricExtractors",
         ] {
             assert!(is_standard_attribute(key), "{key}");
         }
@@ -463,7 +482,6 @@ mod tests {
             "",
             "http",
             "faas.trigger",
-            "_MS.ProcessedByMetricExtractors",
         ] {
             assert!(!is_standard_attribute(key), "{key}");
         }

@@ -25,14 +25,13 @@ use super::semconv::{
     Key, Known, AZURE_SDK_DESTINATION, AZURE_SDK_PEER, AZ_NAMESPACE, DB_NAME, DB_STATEMENT,
     DB_SYSTEM, GEN_AI_SYSTEM, HTTP_METHOD, LINK_ENQUEUED_TIME, LOCATION_IP, MESSAGING_DESTINATION,
     MESSAGING_REQUEST_PEER, REQUEST_LOCATION_IP, RPC_STATUS_CODE, RPC_SYSTEM, SAMPLE_RATE,
-    USER_AGENT,
+    TRACING_LEVEL, TRACING_TARGET, USER_AGENT,
 };
-use super::standard_metrics::PROCESSED_BY_METRIC_EXTRACTORS;
 use super::Context;
 use crate::wire::{
     tag, Bounded, Data, DataPoint, Envelope, ExceptionData, ExceptionDetails, Measurements,
-    MessageData, MetricData, Properties, RemoteDependencyData, RequestData, Tags, TimeAt, TimeSpan,
-    Timestamp,
+    MessageData, MetricData, Properties, RemoteDependencyData, RequestData, SeverityLevel, Tags,
+    TimeAt, TimeSpan, Timestamp,
 };
 
 /// Property with the span's links (MAPPING.md §3.5).
@@ -61,15 +60,24 @@ const SQL_FAMILY: [&str; 13] = [
     "h2database",
 ];
 
+/// Property of the request and dependency items whose standard metrics the
+/// `StandardMetricsProcessor` counted (STANDARD-METRICS.md §4.3): the service then does not
+/// count them again.
+pub(crate) const PROCESSED_BY_METRIC_EXTRACTORS: &str = "_MS.ProcessedByMetricExtractors";
+/// Its value on requests (the legacy SDKs' and JavaScript's; only its presence matters).
+const COUNTED_REQUEST: &str = "(Name:'Requests', Ver:'1.1')";
+/// Its value on dependencies.
+const COUNTED_DEPENDENCY: &str = "(Name:'Dependencies', Ver:'1.1')";
+
 /// Converts one span into its envelope followed by one envelope per span event (MAPPING.md
 /// §3.1, §3.7), appended to `out`.
 ///
-/// With `standard_metrics`, HTTP request and HTTP dependency items are marked as already
-/// counted in the standard metrics (see [`standard_metrics`](super::standard_metrics)).
+/// Without `tracing_events`, the span events that `tracing-opentelemetry` makes from
+/// `tracing` events ([`is_tracing_event`]) are left out: the log bridge sends those.
 pub(crate) fn span_to_envelopes<'a>(
     span: &'a SpanData,
     cx: &Context<'a>,
-    standard_metrics: bool,
+    tracing_events: bool,
     out: &mut Vec<Envelope<'a>>,
 ) {
     let mut properties = Properties::with_capacity(span.attributes.len() + 1);
@@ -97,7 +105,6 @@ pub(crate) fn span_to_envelopes<'a>(
         id: hex(&span_id),
         properties,
         measurements,
-        standard_metrics,
     };
     let data = match span.span_kind {
         SpanKind::Server | SpanKind::Consumer => Data::Request(request(common, &mut tags)),
@@ -116,6 +123,9 @@ pub(crate) fn span_to_envelopes<'a>(
     if !span.events.is_empty() {
         let span_session = known.str(&[Key::SessionId]);
         for event in span.events.iter() {
+            if !tracing_events && is_tracing_event(event) {
+                continue;
+            }
             out.push(event_envelope(
                 event,
                 cx,
@@ -134,12 +144,73 @@ struct Common<'a, 'k> {
     id: String,
     properties: Properties<'a>,
     measurements: Measurements<'a>,
-    /// Whether HTTP items are marked [`PROCESSED_BY_METRIC_EXTRACTORS`].
-    standard_metrics: bool,
 }
 
 fn is_error(status: &Status) -> bool {
     matches!(status, Status::Error { .. })
+}
+
+/// The fields of a request item that come from the span alone (MAPPING.md §3.3): the item
+/// and the standard metrics both use them.
+pub(crate) struct RequestFields<'a> {
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) response_code: Cow<'a, str>,
+    pub(crate) success: bool,
+    pub(crate) source: Option<Cow<'a, str>>,
+    pub(crate) url: Option<Cow<'a, str>>,
+    /// Whether it is an HTTP request.
+    pub(crate) http: bool,
+}
+
+/// The [`RequestFields`] of a SERVER or CONSUMER span.
+pub(crate) fn request_fields<'a>(span: &'a SpanData, k: &Known<'a>) -> RequestFields<'a> {
+    let mut f = RequestFields {
+        name: Cow::Borrowed(&span.name),
+        response_code: Cow::Borrowed("0"),
+        success: !is_error(&span.status),
+        source: None,
+        url: None,
+        http: false,
+    };
+    if k.first(AZ_NAMESPACE).is_some() {
+        f.source = azure_sdk_source(k);
+    } else if let Some(method) = k.text(HTTP_METHOD) {
+        f.http = true;
+        let request_url = http_url(k, HostFallback::Server);
+        if let Some(route) = k.text(&[Key::HttpRoute]) {
+            f.name = Cow::Owned(join(&method, " ", &route));
+        } else {
+            // No route (an unmatched one is empty): the path, as the URL has it.
+            let path = match &request_url {
+                Some(u) => Some(split_url(u).path),
+                None => k.str(&[Key::UrlPath]).or_else(|| {
+                    k.str(&[Key::HttpTarget])
+                        .map(|t| t.split(['?', '#']).next().unwrap_or_default())
+                }),
+            };
+            if let Some(path) = path {
+                f.name = Cow::Owned(join(&method, " ", path_or_root(path)));
+            }
+        }
+        let code = status_code(k);
+        f.response_code = Cow::Owned(code.to_string());
+        // PY: only 4xx (and a missing code) fail a request; 5xx spans are ERROR anyway.
+        f.success = f.success && code != 0 && !(400..=499).contains(&code);
+        f.url = request_url;
+    } else if k.has(Key::MessagingSystem) {
+        if let Some(dest) = k.text(MESSAGING_DESTINATION) {
+            f.source = Some(match k.text(MESSAGING_REQUEST_PEER) {
+                Some(peer) => Cow::Owned(join(&peer, "/", &dest)),
+                None => dest,
+            });
+        }
+    } else if k.first(RPC_SYSTEM).is_some() {
+        // As JS: a gRPC server reports the gRPC status.
+        if let Some(code) = k.text(RPC_STATUS_CODE) {
+            f.response_code = code;
+        }
+    }
+    f
 }
 
 /// A SERVER or CONSUMER span (MAPPING.md §3.3).
@@ -150,83 +221,57 @@ fn request<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RequestData<'a> {
         id,
         mut properties,
         mut measurements,
-        standard_metrics,
     } = c;
-    let mut name: Cow<'a, str> = Cow::Borrowed(&span.name);
-    let mut response_code: Cow<'a, str> = Cow::Borrowed("0");
-    let mut success = !is_error(&span.status);
-    let mut source = None;
-    let mut url = None;
     set_context_tags(tags, k, REQUEST_LOCATION_IP);
-
-    if k.first(AZ_NAMESPACE).is_some() {
-        source = azure_sdk_source(k);
-        if !span.links.is_empty() {
-            measurements.insert(TIME_SINCE_ENQUEUED, time_since_enqueued(span));
-        }
-    } else if let Some(method) = k.text(HTTP_METHOD) {
+    let f = request_fields(span, k);
+    if k.first(AZ_NAMESPACE).is_some() && !span.links.is_empty() {
+        measurements.insert(TIME_SINCE_ENQUEUED, time_since_enqueued(span));
+    }
+    if f.http {
         if let Some(ua) = k.text(USER_AGENT) {
             tags.set(tag::USER_AGENT, ua);
         }
-        let request_url = http_url(k, HostFallback::Server);
-        if let Some(route) = k.text(&[Key::HttpRoute]) {
-            name = Cow::Owned(join(&method, " ", &route));
-        } else if let Some(u) = &request_url {
-            name = Cow::Owned(join(&method, " ", path_or_root(split_url(u).path)));
-        }
-        let code = status_code(k);
-        response_code = Cow::Owned(code.to_string());
-        // PY: only 4xx (and a missing code) fail a request; 5xx spans are ERROR anyway.
-        success = success && code != 0 && !(400..=499).contains(&code);
-        url = request_url;
-        if standard_metrics {
-            properties.insert(PROCESSED_BY_METRIC_EXTRACTORS, "True");
-        }
-    } else if k.has(Key::MessagingSystem) {
-        if let Some(dest) = k.text(MESSAGING_DESTINATION) {
-            source = Some(match k.text(MESSAGING_REQUEST_PEER) {
-                Some(peer) => Cow::Owned(join(&peer, "/", &dest)),
-                None => dest,
-            });
-        }
-    } else if k.first(RPC_SYSTEM).is_some() {
-        // As JS: a gRPC server reports the gRPC status.
-        if let Some(code) = k.text(RPC_STATUS_CODE) {
-            response_code = code;
-        }
     }
-
-    tags.set(tag::OPERATION_NAME, name.clone());
+    if k.has(Key::MsProcessedByMetricExtractors) {
+        properties.insert(PROCESSED_BY_METRIC_EXTRACTORS, COUNTED_REQUEST);
+    }
+    tags.set(tag::OPERATION_NAME, f.name.clone());
     RequestData {
         ver: (),
         id: Bounded::new(id),
-        name: Bounded::new(name),
+        name: Bounded::new(f.name),
         duration: TimeSpan::between(span.start_time, span.end_time),
-        success,
-        response_code: Bounded::new(response_code),
-        source: source.map(Bounded::new),
-        url: url.map(Bounded::new),
+        success: f.success,
+        response_code: Bounded::new(f.response_code),
+        source: f.source.map(Bounded::new),
+        url: f.url.map(Bounded::new),
         properties,
         measurements,
     }
 }
 
-/// A CLIENT, PRODUCER or INTERNAL span (MAPPING.md §3.4).
-fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyData<'a> {
-    let Common {
-        span,
-        known: k,
-        id,
-        mut properties,
-        measurements,
-        standard_metrics,
-    } = c;
+/// The fields of a dependency item that come from the span alone (MAPPING.md §3.4): the item
+/// and the standard metrics both use them.
+pub(crate) struct DependencyFields<'a> {
+    pub(crate) name: Cow<'a, str>,
+    pub(crate) result_code: Cow<'a, str>,
+    pub(crate) data: Option<Cow<'a, str>>,
+    pub(crate) type_: Cow<'a, str>,
+    /// Never empty.
+    pub(crate) target: Option<Cow<'a, str>>,
+    pub(crate) success: bool,
+    /// Whether it is an HTTP call.
+    pub(crate) http: bool,
+}
+
+/// The [`DependencyFields`] of a CLIENT, PRODUCER or INTERNAL span.
+pub(crate) fn dependency_fields<'a>(span: &'a SpanData, k: &Known<'a>) -> DependencyFields<'a> {
     let mut name: Cow<'a, str> = Cow::Borrowed(&span.name);
     let mut result_code: Cow<'a, str> = Cow::Borrowed("0");
     let mut data = None;
+    let mut http = false;
     let type_: Cow<'a, str>;
     let mut target: Option<Cow<'a, str>> = None;
-    set_context_tags(tags, k, LOCATION_IP);
     let az_namespace = k.text(AZ_NAMESPACE);
     let gen_ai = k.text(GEN_AI_SYSTEM);
 
@@ -238,18 +283,13 @@ fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyDat
                 target = azure_sdk_source(k).or_else(|| peer_target(k));
             } else if let Some(method) = k.text(HTTP_METHOD) {
                 ty = Cow::Borrowed("HTTP");
-                if let Some(ua) = k.text(USER_AGENT) {
-                    tags.set(tag::USER_AGENT, ua);
-                }
+                http = true;
                 let url = http_url(k, HostFallback::Peer);
                 let path = url.as_deref().map_or("", |u| split_url(u).path);
                 name = Cow::Owned(join(&method, " ", path_or_root(path)));
                 target = http_dependency_target(k, url.as_ref());
                 result_code = Cow::Owned(status_code(k).to_string());
                 data = url;
-                if standard_metrics {
-                    properties.insert(PROCESSED_BY_METRIC_EXTRACTORS, "True");
-                }
             } else if let Some(system) = k.text(DB_SYSTEM) {
                 ty = db_type(&system);
                 data = k.text(DB_STATEMENT);
@@ -313,20 +353,78 @@ fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyDat
     if name.trim().is_empty() {
         name = Cow::Borrowed(NO_NAME);
     }
-    tags.set(tag::OPERATION_NAME, name.clone());
+    DependencyFields {
+        name,
+        result_code,
+        data,
+        type_,
+        target: target.filter(|t| !t.is_empty()),
+        success: !is_error(&span.status),
+        http,
+    }
+}
+
+/// A CLIENT, PRODUCER or INTERNAL span (MAPPING.md §3.4).
+fn dependency<'a>(c: Common<'a, '_>, tags: &mut Tags<'a>) -> RemoteDependencyData<'a> {
+    let Common {
+        span,
+        known: k,
+        id,
+        mut properties,
+        measurements,
+    } = c;
+    set_context_tags(tags, k, LOCATION_IP);
+    let f = dependency_fields(span, k);
+    if f.http {
+        if let Some(ua) = k.text(USER_AGENT) {
+            tags.set(tag::USER_AGENT, ua);
+        }
+    }
+    if k.has(Key::MsProcessedByMetricExtractors) {
+        properties.insert(PROCESSED_BY_METRIC_EXTRACTORS, COUNTED_DEPENDENCY);
+    }
+    tags.set(tag::OPERATION_NAME, f.name.clone());
     RemoteDependencyData {
         ver: (),
-        name: Bounded::new(name),
+        name: Bounded::new(f.name),
         id: Some(Bounded::new(id)),
-        result_code: Some(Bounded::new(result_code)),
+        result_code: Some(Bounded::new(f.result_code)),
         duration: TimeSpan::between(span.start_time, span.end_time),
-        success: !is_error(&span.status),
-        data: data.map(Bounded::new),
-        type_: Some(Bounded::new(type_)),
-        target: target.filter(|t| !t.is_empty()).map(Bounded::new),
+        success: f.success,
+        data: f.data.map(Bounded::new),
+        type_: Some(Bounded::new(f.type_)),
+        target: f.target.map(Bounded::new),
         properties,
         measurements,
     }
+}
+
+/// Whether a span event was made by `tracing-opentelemetry` from a `tracing` event: it has
+/// the `level` and `target` attributes that layer gives every event.
+pub(crate) fn is_tracing_event(event: &Event) -> bool {
+    let has = |key: &str| event.attributes.iter().any(|kv| kv.key.as_str() == key);
+    has(TRACING_LEVEL) && has(TRACING_TARGET)
+}
+
+/// Beyond MAPPING.md §3.7 (whose exporters send span events without a severity): the
+/// severity of a span event from its `tracing` level (`TRACE`, `DEBUG`, `INFO`, `WARN`,
+/// `ERROR`, as `tracing-opentelemetry` writes it; any case), as the log bridge maps the same
+/// levels (MAPPING.md §4.4).
+fn tracing_severity(level: Option<&Value>) -> Option<SeverityLevel> {
+    let Some(Value::String(level)) = level else {
+        return None;
+    };
+    let level = level.as_str();
+    [
+        ("TRACE", SeverityLevel::Verbose),
+        ("DEBUG", SeverityLevel::Verbose),
+        ("INFO", SeverityLevel::Information),
+        ("WARN", SeverityLevel::Warning),
+        ("ERROR", SeverityLevel::Error),
+    ]
+    .into_iter()
+    .find(|(name, _)| level.eq_ignore_ascii_case(name))
+    .map(|(_, severity)| severity)
 }
 
 /// One span event: `exception` → `ExceptionData`, anything else → `MessageData` (§3.7).
@@ -366,6 +464,7 @@ fn event_envelope<'a>(
         };
         Data::Exception(ExceptionData {
             exceptions: vec![details],
+            severity_level: tracing_severity(k.get(Key::Level)),
             properties,
             measurements,
             ..ExceptionData::default()
@@ -374,6 +473,7 @@ fn event_envelope<'a>(
         Data::Message(MessageData {
             // The service requires a non-empty message (an empty one is refused with 109).
             message: Bounded::new(non_empty_or(event.name.as_ref(), NO_NAME)),
+            severity_level: tracing_severity(k.get(Key::Level)),
             properties,
             measurements,
             ..MessageData::default()

@@ -7,7 +7,7 @@
 //! cannot be built outside the SDK, so a point is either given to [`point_envelope`] directly
 //! (its name, value, attributes and time exactly as in PY), or recorded through a real
 //! `SdkMeterProvider` and converted by [`metrics_to_envelopes`] when the case is about what
-//! happens to a whole collection (namespace, dropping, standard metrics).
+//! happens to a whole collection (namespace, dropping).
 //!
 //! | PY test | result |
 //! |---|---|
@@ -16,11 +16,11 @@
 //! | `test_point_to_envelope_number` | agrees |
 //! | `test_point_to_envelope_histogram` | agrees |
 //! | `test_point_to_envelope_metric_namespace` | agrees |
-//! | `test_point_to_envelope_std_metric_client_duration` | agrees with the standard metrics on (`with_standard_metrics`; off by default, §5.4 R) |
-//! | `test_point_to_envelope_std_metric_server_duration` | agrees with the standard metrics on (as above) |
-//! | `test_point_to_envelope_std_metric_unsupported` | agrees (standard metrics on or off) |
+//! | `test_point_to_envelope_std_metric_client_duration` | differs: an ordinary metric; the standard metrics come from spans (STANDARD-METRICS.md §4 R) |
+//! | `test_point_to_envelope_std_metric_server_duration` | differs (as above) |
+//! | `test_point_to_envelope_std_metric_unsupported` | agrees |
 //!
-//! 8 cases: all agree, the two standard-metric cases with the option on.
+//! 8 cases: 6 agree, the two standard-metric cases differ by design.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -79,7 +79,7 @@ fn point(resource: &Resource, name: &str, value: PointValue, attrs: &[KeyValue])
         tags: &shared,
     };
     let time = UNIX_EPOCH + Duration::from_nanos(TIME_NS);
-    point_envelope(&cx, name, None, None, value, attrs.iter(), time)
+    point_envelope(&cx, name, None, value, attrs.iter(), time)
         .map(|e| serde_json::to_value(&e).unwrap_or_default())
         .unwrap_or_default()
 }
@@ -256,14 +256,7 @@ fn py_point_to_envelope_metric_namespace() {
     // PY: `APPLICATIONINSIGHTS_METRIC_NAMESPACE_OPT_IN=True` (read by the builder; here the
     // flag it sets).
     let rm = collect_gauge("test_scope", "test_name", 10.0, &test_attrs());
-    let (items, _) = convert(
-        &rm,
-        &test_resource(),
-        MetricOptions {
-            namespace: true,
-            standard_metrics: false,
-        },
-    );
+    let (items, _) = convert(&rm, &test_resource(), MetricOptions { namespace: true });
     assert_eq!(items.len(), 1);
     let v = &items[0];
     assert_eq!(v["iKey"], IKEY);
@@ -277,18 +270,11 @@ fn py_point_to_envelope_metric_namespace() {
     );
 }
 
-/// The standard metrics on, as the Python exporter always has them (module docs of
-/// `convert/standard_metrics.rs`: here they are an option, off by default).
-const STANDARD: MetricOptions = MetricOptions {
-    namespace: false,
-    standard_metrics: true,
-};
-
 /// One standard-metric instrument value through the SDK: the envelope, whose time, name and
 /// value are checked.
-fn std_metric(name: &'static str, attrs: &[KeyValue], options: MetricOptions) -> Value {
+fn std_metric(name: &'static str, attrs: &[KeyValue]) -> Value {
     let rm = collect_gauge("test_scope", name, 15.0, attrs);
-    let (mut items, skipped) = convert(&rm, &service_resource(), options);
+    let (mut items, skipped) = convert(&rm, &service_resource(), MetricOptions::default());
     assert_eq!(skipped, Skipped::default());
     assert_eq!(items.len(), 1, "{name}");
     let v = items.remove(0);
@@ -324,113 +310,48 @@ fn std_status_cases() -> [(Option<opentelemetry::Value>, &'static str, &'static 
     ]
 }
 
+/// The point's attributes as PY's ordinary metrics send them, for the deviation below.
+fn ordinary_properties(attrs: &[KeyValue]) -> Value {
+    let map: serde_json::Map<String, Value> = attrs
+        .iter()
+        .map(|kv| (kv.key.to_string(), json!(kv.value.to_string())))
+        .collect();
+    Value::Object(map)
+}
+
+// Deviation (STANDARD-METRICS.md §4 R): the standard metrics are counted from spans by the
+// `StandardMetricsProcessor`, the .NET way, so the HTTP duration instruments are ordinary
+// metrics that keep their attributes; were they sent as standard metrics as well, the
+// requests would be counted twice.
 #[test]
 fn py_point_to_envelope_std_metric_client_duration() {
-    // PY mocks `_get_target_and_path_for_http_dependency` to return "test_service"; here the
-    // point carries `peer.service`, which the same target rules read (convert/http.rs).
-    let client_attrs = |key, status| {
-        let mut attrs = std_attrs(key, status);
+    for (status, _, _) in std_status_cases() {
+        let mut attrs = std_attrs("http.status_code", status);
         attrs.push(KeyValue::new("peer.service", "test_service"));
-        attrs
-    };
-    for (status, success, code) in std_status_cases() {
-        let v = std_metric(
-            "http.client.duration",
-            &client_attrs("http.status_code", status),
-            STANDARD,
-        );
-        // The attributes are replaced: no `custom_attr`, no `_MS.SentToAMW`.
-        assert_eq!(
-            base(&v)["properties"],
-            json!({
-                "_MS.MetricId": "dependencies/duration",
-                "_MS.IsAutocollected": "True",
-                "Dependency.Type": "http",
-                "Dependency.Success": success,
-                "dependency/target": "test_service",
-                "dependency/resultCode": code,
-                "cloud/roleInstance": "testServiceInstanceId",
-                "cloud/roleName": "testServiceNamespace.testServiceName",
-            })
-        );
+        let v = std_metric("http.client.duration", &attrs);
+        assert_eq!(base(&v)["properties"], ordinary_properties(&attrs));
+        assert!(base(&v)["properties"].get("_MS.MetricId").is_none());
     }
-    // Stable semantic conventions.
-    let v = std_metric(
-        "http.client.request.duration",
-        &client_attrs("http.response.status_code", Some(200i64.into())),
-        STANDARD,
-    );
-    assert_eq!(
-        base(&v)["properties"]["_MS.MetricId"],
-        "dependencies/duration"
-    );
-    assert_eq!(base(&v)["properties"]["Dependency.Success"], "True");
-    assert_eq!(base(&v)["properties"]["dependency/resultCode"], "200");
-    assert!(base(&v)["properties"].get("custom_attr").is_none());
-
-    // Deviation (MAPPING.md §5.4 R): the standard metrics are an option, off by default;
-    // then the instrument is an ordinary metric that keeps its attributes.
-    let v = std_metric(
-        "http.client.duration",
-        &std_attrs("http.status_code", Some(200i64.into())),
-        MetricOptions::default(),
-    );
-    assert_eq!(
-        base(&v)["properties"],
-        json!({"http.status_code": "200", "custom_attr": "custom_key"})
-    );
+    let attrs = std_attrs("http.response.status_code", Some(200i64.into()));
+    let v = std_metric("http.client.request.duration", &attrs);
+    assert_eq!(base(&v)["properties"], ordinary_properties(&attrs));
 }
 
 #[test]
 fn py_point_to_envelope_std_metric_server_duration() {
-    for (status, success, code) in std_status_cases() {
-        let v = std_metric(
-            "http.server.duration",
-            &std_attrs("http.status_code", status),
-            STANDARD,
-        );
-        assert_eq!(
-            base(&v)["properties"],
-            json!({
-                "_MS.MetricId": "requests/duration",
-                "_MS.IsAutocollected": "True",
-                "request/resultCode": code,
-                "cloud/roleInstance": "testServiceInstanceId",
-                "cloud/roleName": "testServiceNamespace.testServiceName",
-                "Request.Success": success,
-            })
-        );
+    for (status, _, _) in std_status_cases() {
+        let attrs = std_attrs("http.status_code", status);
+        let v = std_metric("http.server.duration", &attrs);
+        assert_eq!(base(&v)["properties"], ordinary_properties(&attrs));
     }
-    // Synthetic traffic: `operation/synthetic`, and the item's synthetic source (§2.5).
+    // Synthetic traffic: the item's synthetic source (§2.5), as in PY.
     let mut attrs = std_attrs("http.status_code", Some("None".into()));
     attrs.push(KeyValue::new("user_agent.synthetic.type", "bot"));
-    let v = std_metric("http.server.duration", &attrs, STANDARD);
-    assert_eq!(base(&v)["properties"]["operation/synthetic"], "True");
-    assert!(base(&v)["properties"]
-        .get("user_agent.synthetic.type")
-        .is_none());
+    let v = std_metric("http.server.duration", &attrs);
     assert_eq!(v["tags"]["ai.operation.syntheticSource"], "True");
-    // Stable semantic conventions.
-    let v = std_metric(
-        "http.server.request.duration",
-        &std_attrs("http.response.status_code", Some(200i64.into())),
-        STANDARD,
-    );
-    assert_eq!(base(&v)["properties"]["_MS.MetricId"], "requests/duration");
-    assert_eq!(base(&v)["properties"]["Request.Success"], "True");
-    assert_eq!(base(&v)["properties"]["request/resultCode"], "200");
-    assert!(base(&v)["properties"].get("custom_attr").is_none());
-
-    // Deviation (MAPPING.md §5.4 R): off by default, an ordinary metric.
-    let v = std_metric(
-        "http.server.request.duration",
-        &std_attrs("http.response.status_code", Some(200i64.into())),
-        MetricOptions::default(),
-    );
-    assert_eq!(
-        base(&v)["properties"],
-        json!({"http.response.status_code": "200", "custom_attr": "custom_key"})
-    );
+    let attrs = std_attrs("http.response.status_code", Some(200i64.into()));
+    let v = std_metric("http.server.request.duration", &attrs);
+    assert_eq!(base(&v)["properties"], ordinary_properties(&attrs));
 }
 
 #[test]
@@ -441,8 +362,8 @@ fn py_point_to_envelope_std_metric_unsupported() {
         KeyValue::new("custom_attr", "custom_key"),
     ];
     let rm = collect_gauge("test_scope", "http.server.request.size", 15.0, &attrs);
-    for options in [MetricOptions::default(), STANDARD] {
-        let (items, skipped) = convert(&rm, &service_resource(), options);
+    {
+        let (items, skipped) = convert(&rm, &service_resource(), MetricOptions::default());
         assert!(items.is_empty(), "{items:?}");
         assert_eq!(
             skipped,

@@ -23,7 +23,6 @@ fn envelope(value: PointValue, attrs: &[KeyValue], ns: Option<&str>) -> Option<V
         &cx,
         "requests",
         ns,
-        None,
         value,
         attrs.iter(),
         UNIX_EPOCH + Duration::from_secs(60),
@@ -137,7 +136,6 @@ fn envelope_shape_properties_and_tags() {
         &cx,
         &long,
         Some(&long),
-        None,
         PointValue::single(1.0),
         [].iter(),
         UNIX_EPOCH,
@@ -193,10 +191,7 @@ fn convert(rm: &ResourceMetrics, namespace: bool) -> (Vec<Value>, Skipped) {
         tags: &shared,
     };
     let mut out = Vec::new();
-    let options = MetricOptions {
-        namespace,
-        standard_metrics: false,
-    };
+    let options = MetricOptions { namespace };
     let skipped = metrics_to_envelopes(rm, &cx, options, &mut out);
     let values = out
         .iter()

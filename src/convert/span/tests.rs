@@ -77,17 +77,17 @@ fn span(kind: SpanKind, attributes: Vec<KeyValue>) -> SpanData {
 }
 
 fn convert_with(span: &SpanData, shared: &SharedTags) -> Vec<Json> {
-    convert_standard(span, shared, false)
+    convert_events(span, shared, true)
 }
 
-/// The envelopes of `span`, with the standard metrics on or off.
-fn convert_standard(span: &SpanData, shared: &SharedTags, standard_metrics: bool) -> Vec<Json> {
+/// The envelopes of `span`, with or without the span events made from `tracing` events.
+fn convert_events(span: &SpanData, shared: &SharedTags, tracing_events: bool) -> Vec<Json> {
     let cx = Context {
         ikey: IKEY,
         tags: shared,
     };
     let mut out = Vec::new();
-    span_to_envelopes(span, &cx, standard_metrics, &mut out);
+    span_to_envelopes(span, &cx, tracing_events, &mut out);
     out.iter()
         .map(|e| serde_json::to_value(e).unwrap_or_default())
         .collect()
@@ -1058,41 +1058,154 @@ fn client_rpc_messaging_azure_genai_spans() {
 }
 
 #[test]
-fn standard_metrics_mark_http_items_only() {
+fn counted_spans_are_marked_for_the_service() {
     let marked = "/data/baseData/properties/_MS.ProcessedByMetricExtractors";
-    let http = || {
+    let marker = || kv("_MS.ProcessedByMetricExtractors", "True");
+    let cases = [
+        (SpanKind::Server, "(Name:'Requests', Ver:'1.1')"),
+        (SpanKind::Consumer, "(Name:'Requests', Ver:'1.1')"),
+        (SpanKind::Client, "(Name:'Dependencies', Ver:'1.1')"),
+        (SpanKind::Producer, "(Name:'Dependencies', Ver:'1.1')"),
+        (SpanKind::Internal, "(Name:'Dependencies', Ver:'1.1')"),
+    ];
+    for (kind, want) in cases {
+        let on = convert_one(&span(kind.clone(), vec![marker(), kv("db.system", "x")]));
+        assert_eq!(on.pointer(marked), Some(&json!(want)), "{kind:?}");
+        let off = convert_one(&span(kind.clone(), vec![kv("db.system", "x")]));
+        assert_eq!(off.pointer(marked), None, "{kind:?}");
+    }
+}
+
+/// A span event as `tracing-opentelemetry` makes it from a `tracing` event.
+fn tracing_event(message: &str, level: &'static str, extra: Vec<KeyValue>) -> Event {
+    let mut attrs = vec![kv("level", level), kv("target", "my_service::handlers")];
+    attrs.extend(extra);
+    Event::new(message.to_owned(), UNIX_EPOCH, attrs, 0)
+}
+
+#[test]
+fn tracing_events_carry_their_level_and_can_be_left_to_the_log_bridge() {
+    let mut s = span(SpanKind::Server, vec![]);
+    s.events.events = vec![
+        tracing_event("started", "INFO", vec![kv("user", "u1")]),
+        tracing_event("slow", "WARN", vec![]),
+        tracing_event("details", "DEBUG", vec![]),
+        tracing_event("fine grained", "TRACE", vec![]),
+        tracing_event("failed", "ERROR", vec![]),
+        tracing_event("exception", "ERROR", vec![kv("exception.message", "boom")]),
+        // Made with the OpenTelemetry API: not from `tracing` (no target).
+        Event::new("checkpoint", UNIX_EPOCH, vec![kv("level", "INFO")], 0),
+        Event::new("plain", UNIX_EPOCH, vec![], 0),
+    ];
+    let items = convert_events(&s, &SharedTags::default(), true);
+    let severities: Vec<Json> = items[1..]
+        .iter()
+        .map(|i| i["data"]["baseData"]["severityLevel"].clone())
+        .collect();
+    assert_eq!(
+        severities,
+        [
+            json!("Information"),
+            json!("Warning"),
+            json!("Verbose"),
+            json!("Verbose"),
+            json!("Error"),
+            json!("Error"),
+            json!("Information"),
+            Json::Null,
+        ]
+    );
+    assert_eq!(items[1]["data"]["baseData"]["message"], "started");
+    assert_eq!(items[1]["data"]["baseData"]["properties"]["user"], "u1");
+    assert_eq!(items[6]["data"]["baseType"], "ExceptionData");
+
+    // With the log bridge on, only the OpenTelemetry API's events remain.
+    let items = convert_events(&s, &SharedTags::default(), false);
+    assert_eq!(items.len(), 3, "{items:#?}");
+    assert_eq!(items[1]["data"]["baseData"]["message"], "checkpoint");
+    assert_eq!(items[2]["data"]["baseData"]["message"], "plain");
+}
+
+#[test]
+fn axum_tracing_opentelemetry_server_spans() {
+    // What axum-tracing-opentelemetry 0.42 records for plain HTTP/1.1: an empty scheme, and
+    // for an unmatched route no `http.route` (the span's name is then the bare method).
+    let attrs = |route: Option<&'static str>, path: &'static str| {
+        let mut v = vec![
+            kv("http.request.method", "GET"),
+            kv("network.protocol.version", "1.1"),
+            kv("server.address", "localhost:3000"),
+            kv("http.client.address", "10.1.2.3"),
+            kv("user_agent.original", "curl/8"),
+            kv("url.path", path),
+            kv("url.query", "q=1"),
+            kv("url.scheme", ""),
+            kv("http.response.status_code", 404),
+        ];
+        if let Some(r) = route {
+            v.push(kv("http.route", r));
+        }
+        v
+    };
+    let mut unmatched = span(SpanKind::Server, attrs(None, "/no/such"));
+    unmatched.name = "GET".into();
+    let v = convert_one(&unmatched);
+    let base = &v["data"]["baseData"];
+    assert_eq!(base["name"], "GET /no/such");
+    assert_eq!(v["tags"]["ai.operation.name"], "GET /no/such");
+    assert_eq!(base["url"], "http://localhost:3000/no/such?q=1");
+    assert_eq!(base["responseCode"], "404");
+    assert_eq!(base["success"], false);
+    assert_eq!(v["tags"]["ai.location.ip"], "10.1.2.3");
+
+    let mut matched = span(SpanKind::Server, attrs(Some("/items/{id}"), "/items/7"));
+    matched.name = "GET /items/{id}".into();
+    let v = convert_one(&matched);
+    assert_eq!(v["data"]["baseData"]["name"], "GET /items/{id}");
+    assert_eq!(
+        v["data"]["baseData"]["url"],
+        "http://localhost:3000/items/7?q=1"
+    );
+
+    // Without any host, no URL, but still the path in the name (from `http.target` too).
+    let mut bare = span(
+        SpanKind::Server,
+        vec![kv("http.method", "POST"), kv("http.target", "/submit?x=1")],
+    );
+    bare.name = "POST".into();
+    let v = convert_one(&bare);
+    assert_eq!(v["data"]["baseData"]["name"], "POST /submit");
+    assert_eq!(v["data"]["baseData"].get("url"), None);
+}
+
+#[test]
+fn reqwest_tracing_client_spans() {
+    // What reqwest-tracing 0.7 records (`otel.name` and `otel.kind` are read by
+    // tracing-opentelemetry into the span's name and kind, not attributes).
+    let mut s = span(
+        SpanKind::Client,
         vec![
             kv("http.request.method", "GET"),
-            kv("url.full", "http://a/b"),
-        ]
-    };
-    let cases = [
-        ("HTTP request", span(SpanKind::Server, http()), true),
-        ("HTTP dependency", span(SpanKind::Client, http()), true),
-        (
-            "database dependency",
-            span(SpanKind::Client, vec![kv("db.system", "postgresql")]),
-            false,
-        ),
-        (
-            "messaging request",
-            span(SpanKind::Consumer, vec![kv("messaging.system", "kafka")]),
-            false,
-        ),
-        (
-            "internal span with HTTP attributes",
-            span(SpanKind::Internal, http()),
-            false,
-        ),
-        ("plain request", span(SpanKind::Server, vec![]), false),
-    ];
-    for (case, span, expected) in cases {
-        let on = convert_standard(&span, &SharedTags::default(), true);
-        let want = expected.then(|| json!("True"));
-        assert_eq!(on[0].pointer(marked), want.as_ref(), "{case}");
-        let off = convert_standard(&span, &SharedTags::default(), false);
-        assert_eq!(off[0].pointer(marked), None, "{case}, standard metrics off");
-    }
+            kv("url.scheme", "http"),
+            kv("server.address", "127.0.0.1"),
+            kv("server.port", 8080),
+            kv("user_agent.original", ""),
+            kv("url.full", "http://127.0.0.1:8080/items/7"),
+            kv("http.response.status_code", 200),
+            kv("http.method", "GET"),
+            kv("http.scheme", "http"),
+            kv("http.host", "127.0.0.1"),
+            kv("net.host.port", 8080),
+        ],
+    );
+    s.name = "GET".into();
+    let v = convert_one(&s);
+    let base = &v["data"]["baseData"];
+    assert_eq!(base["name"], "GET /items/7");
+    assert_eq!(base["type"], "HTTP");
+    assert_eq!(base["target"], "127.0.0.1:8080");
+    assert_eq!(base["data"], "http://127.0.0.1:8080/items/7");
+    assert_eq!(base["resultCode"], "200");
 }
 
 #[test]
@@ -1589,7 +1702,7 @@ proptest! {
         let shared = SharedTags::default();
         let cx = Context { ikey: IKEY, tags: &shared };
         let mut envelopes = Vec::new();
-        span_to_envelopes(&s, &cx, false, &mut envelopes);
+        span_to_envelopes(&s, &cx, true, &mut envelopes);
         let items = crate::transmit::encode(envelopes);
         prop_assert_eq!(items.len(), 2, "no item may be dropped");
         for i in 0..items.len() {
