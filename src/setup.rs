@@ -91,6 +91,8 @@ pub struct AzureMonitorBuilder {
     resource_attributes: Vec<KeyValue>,
     resource_detectors: Vec<Box<dyn ResourceDetector>>,
     sampler: Option<Box<dyn ShouldSample>>,
+    /// `None`: on (the default).
+    standard_metrics: Option<bool>,
     #[cfg(feature = "tracing")]
     tracing: subscriber::TracingOptions,
 }
@@ -102,7 +104,8 @@ impl fmt::Debug for AzureMonitorBuilder {
             .field("service_name", &self.service_name)
             .field("resource_attributes", &self.resource_attributes)
             .field("resource_detectors", &self.resource_detectors.len())
-            .field("sampler", &self.sampler);
+            .field("sampler", &self.sampler)
+            .field("standard_metrics", &self.standard_metrics);
         #[cfg(feature = "tracing")]
         s.field("tracing", &self.tracing);
         s.finish()
@@ -230,6 +233,22 @@ impl AzureMonitorBuilder {
         self
     }
 
+    /// Sends the portal's standard metrics (`requests/duration`, `dependencies/duration`)
+    /// pre-aggregated from every ended span, sampled or not, through a
+    /// [`StandardMetricsProcessor`](crate::StandardMetricsProcessor), so that request and
+    /// dependency counts, failure rates and durations stay exact under sampling. With it on, the
+    /// samplers chosen through `OTEL_TRACES_SAMPLER` (`microsoft.fixed_percentage`,
+    /// `microsoft.rate_limited`) record sampled-out spans without exporting them
+    /// (`RecordOnly`); a sampler set with [`with_sampler`](Self::with_sampler) should do the
+    /// same (for example `ApplicationInsightsSampler::new(0.1)?.with_record_only(true)`), or the
+    /// standard metrics count only the sampled spans.
+    ///
+    /// Defaults to `true`.
+    pub fn with_standard_metrics(mut self, enabled: bool) -> Self {
+        self.standard_metrics = Some(enabled);
+        self
+    }
+
     /// Builds the providers, installs them globally with the W3C propagator (and, with the
     /// feature `tracing`, the `tracing` subscriber), and returns the guard that shuts them down.
     ///
@@ -256,10 +275,10 @@ impl AzureMonitorBuilder {
         let mut tracer = SdkTracerProvider::builder()
             .with_resource(resource.clone())
             .with_batch_exporter(spans);
-        if let Some(sampler) = self.sampler() {
+        if let Some(sampler) = self.sampler()? {
             tracer = tracer.with_sampler(sampler);
         }
-        let tracer = self.span_processors(tracer, &resource).build();
+        let tracer = self.span_processors(tracer, &resource)?.build();
         let logger = self
             .log_processors(
                 SdkLoggerProvider::builder()
@@ -330,22 +349,39 @@ impl AzureMonitorBuilder {
         vec![Box::new(crate::resource::AzureResourceDetector::new())]
     }
 
-    /// Hook: the sampler. `None` leaves the SDK's choice (`OTEL_TRACES_SAMPLER` with its
-    /// standard values, else parent-based always-on). The builder's sampler wins; the
-    /// environment's Azure Monitor samplers (`microsoft.fixed_percentage`,
-    /// `microsoft.rate_limited`) are chosen here when it has none.
-    fn sampler(&self) -> Option<Box<dyn ShouldSample>> {
-        self.sampler.clone()
+    fn standard_metrics(&self) -> bool {
+        self.standard_metrics.unwrap_or(true)
     }
 
-    /// Hook: span processors besides the exporter's batch processor (standard metrics,
-    /// Live Metrics). None yet.
+    /// The sampler: the builder's, else the Azure Monitor samplers of the environment
+    /// (`OTEL_TRACES_SAMPLER=microsoft.fixed_percentage` / `microsoft.rate_limited` with
+    /// `OTEL_TRACES_SAMPLER_ARG`), recording sampled-out spans when standard metrics are on.
+    /// `None` leaves the SDK's choice (`OTEL_TRACES_SAMPLER` with its standard values, else
+    /// parent-based always-on).
+    fn sampler(&self) -> Result<Option<Box<dyn ShouldSample>>, SetupError> {
+        if let Some(sampler) = &self.sampler {
+            return Ok(Some(sampler.clone()));
+        }
+        let from_env = crate::sampling::sampler_from_env()?;
+        Ok(from_env.map(|sampler| {
+            Box::new(sampler.with_record_only(self.standard_metrics())) as Box<dyn ShouldSample>
+        }))
+    }
+
+    /// Span processors besides the exporter's batch processor: the standard metrics (unless
+    /// turned off) and Live Metrics.
     fn span_processors(
         &self,
-        tracer: TracerProviderBuilder,
+        mut tracer: TracerProviderBuilder,
         _resource: &Resource,
-    ) -> TracerProviderBuilder {
-        tracer
+    ) -> Result<TracerProviderBuilder, SetupError> {
+        if self.standard_metrics() {
+            let processor = crate::StandardMetricsProcessor::builder()
+                .with_options(self.options.clone())
+                .build()?;
+            tracer = tracer.with_span_processor(processor);
+        }
+        Ok(tracer)
     }
 
     /// Hook: log processors besides the exporter's batch processor (Live Metrics). None yet.
@@ -366,6 +402,10 @@ pub enum SetupError {
     /// option is out of range.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// `OTEL_TRACES_SAMPLER` names an Azure Monitor sampler whose `OTEL_TRACES_SAMPLER_ARG` is
+    /// not a number or out of range.
+    #[error("OTEL_TRACES_SAMPLER_ARG: {0}")]
+    Sampler(#[from] crate::SamplerError),
     /// The `tracing` filter set with
     /// [`with_tracing_filter`](AzureMonitorBuilder::with_tracing_filter) does not parse.
     #[cfg(feature = "tracing")]
