@@ -11,6 +11,8 @@ mod config;
 mod connection_string;
 mod convert;
 mod error;
+#[cfg(feature = "live-metrics")]
+mod live_metrics;
 #[cfg(feature = "logs")]
 mod logs;
 #[cfg(feature = "metrics")]

@@ -306,6 +306,11 @@ impl<'a> Properties<'a> {
         self.0.is_empty()
     }
 
+    /// The properties in insertion order (Live Metrics reads them as custom dimensions).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.0.len()
