@@ -23,6 +23,14 @@ mod transmit;
 mod wire;
 
 pub use error::BuildError;
+#[cfg(all(feature = "live-metrics", feature = "testing"))]
+pub use live_metrics::LiveMetricsIntervals;
+#[cfg(all(feature = "live-metrics", feature = "logs"))]
+pub use live_metrics::LiveMetricsLogProcessor;
+#[cfg(all(feature = "live-metrics", feature = "trace"))]
+pub use live_metrics::LiveMetricsSpanProcessor;
+#[cfg(feature = "live-metrics")]
+pub use live_metrics::{LiveMetrics, LiveMetricsBuilder};
 #[cfg(feature = "logs")]
 pub use logs::{LogExporter, LogExporterBuilder};
 #[cfg(feature = "metrics")]

@@ -12,11 +12,12 @@ use crate::wire::limits::truncate_str;
 use crate::wire::Data;
 
 /// The telemetry types Live Metrics collects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Kind {
     Request,
     Dependency,
     Exception,
+    #[default]
     Trace,
 }
 
@@ -65,12 +66,6 @@ pub(crate) struct Item<'a> {
     pub(crate) exception_type: &'a str,
     /// Custom properties (`CustomDimensions`).
     pub(crate) properties: Vec<(&'a str, &'a str)>,
-}
-
-impl Default for Kind {
-    fn default() -> Self {
-        Kind::Trace
-    }
 }
 
 impl<'a> Item<'a> {

@@ -624,6 +624,9 @@ impl Engine {
     pub(crate) fn apply(&mut self, etag: &str, body: &[u8]) {
         self.reset();
         self.etag = etag.to_owned();
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
         let info: ConfigurationInfo = match serde_json::from_slice(body) {
             Ok(info) => info,
             Err(e) => {

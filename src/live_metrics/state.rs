@@ -11,10 +11,11 @@
 //!          200 + subscribed      -> stay
 //!          200 + not subscribed  -> Ping (the ETag is reset)
 //!          failure               -> stay; no success for > 20 s -> Backoff
-//! Backoff: wait 60 s -> Ping
+//! Backoff: wait 60 s -> Ping (a failure right after it backs off again)
 //! ```
 //!
-//! Every state entry restarts the "time of the last success".
+//! Entering Post or Ping from an answer restarts the "time of the last success"; the end of
+//! a backoff does not (see [`Machine::due`]).
 
 use std::time::Duration;
 
@@ -91,6 +92,7 @@ impl Machine {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
@@ -104,7 +106,11 @@ impl Machine {
     /// enters Ping.
     pub(crate) fn due(&mut self, now: Duration) -> Phase {
         if self.phase == Phase::Backoff {
-            self.enter(Phase::Ping, now);
+            // Deviation from NET, which restarts the failure window here and so pings for
+            // another minute at full rate: the window keeps running (as JS and the RS anchor
+            // do), so a service that is still down gets one ping per backoff (§13, 8).
+            self.phase = Phase::Ping;
+            let _ = now;
         }
         self.phase
     }
@@ -239,8 +245,14 @@ mod tests {
         assert_eq!(m.phase(), Phase::Backoff);
         assert_eq!(m.next(), s(81.0));
         assert_eq!(m.due(s(81.0)), Phase::Ping);
-        // The ping window restarts on entry.
-        m.answered(s(81.0), s(81.0), Outcome::Failed);
+        // Still failing: one ping per backoff.
+        m.answered(s(81.0), s(81.2), Outcome::Failed);
+        assert_eq!(m.phase(), Phase::Backoff);
+        assert_eq!(m.next(), s(141.2));
+        // A success ends it.
+        m.due(s(141.2));
+        m.answered(s(141.2), s(141.3), NOT_SUBSCRIBED);
+        m.answered(s(146.2), s(146.3), Outcome::Failed);
         assert_eq!(m.phase(), Phase::Ping);
     }
 
