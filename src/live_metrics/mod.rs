@@ -1,38 +1,7 @@
 //! Live Metrics (QuickPulse): the portal's live stream, on the `2024-04-01-preview` protocol
 //! (feature `live-metrics`, on by default).
 //!
-//! The portal's *Live Metrics* page shows, second by second, the incoming request rate,
-//! failures and durations, dependency calls, exceptions, the process's CPU and memory, sample
-//! documents of failed requests and dependencies, exceptions and log lines, and metrics that
-//! a person defines in the portal with filters. Nothing is collected or sent beyond a ping
-//! every 5 seconds until a portal session opens the page.
-//!
-//! [`LiveMetrics`] is the one client of a process. Add its processors to the providers of a
-//! manual pipeline, **before** the exporting processors, so that it sees every span and log
-//! record (also those a sampler recorded but did not sample):
-//!
-//! ```no_run
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use opentelemetry_azure_monitor::{LiveMetrics, LogExporter, SpanExporter};
-//! use opentelemetry_sdk::logs::SdkLoggerProvider;
-//! use opentelemetry_sdk::trace::SdkTracerProvider;
-//!
-//! let live = LiveMetrics::builder().build()?; // APPLICATIONINSIGHTS_CONNECTION_STRING
-//! let tracer_provider = SdkTracerProvider::builder()
-//!     .with_span_processor(live.span_processor())
-//!     .with_batch_exporter(SpanExporter::builder().build()?)
-//!     .build();
-//! let logger_provider = SdkLoggerProvider::builder()
-//!     .with_log_processor(live.log_processor())
-//!     .with_batch_exporter(LogExporter::builder().build()?)
-//!     .build();
-//! // ...
-//! tracer_provider.shutdown()?; // also stops Live Metrics
-//! logger_provider.shutdown()?;
-//! # Ok(()) }
-//! ```
-//!
-//! To turn it off, do not add the processors (or build without the `live-metrics` feature).
+//! See [`LiveMetrics`] for what it shows and how to add it to a pipeline.
 //!
 //! Layout: [`filter`] (configurations, filters, derived metrics, document quotas), [`document`]
 //! (items and documents from the Track mapping), [`collect`] (counters, CPU and memory),
@@ -186,8 +155,44 @@ fn identity(tags: &SharedTags, stream_id: &str) -> Identity {
     }
 }
 
-/// The Live Metrics client of a process: see the [module docs](self). Cheap to clone; every
-/// clone is the same client.
+/// The Live Metrics client of a process. Cheap to clone; every clone is the same client.
+///
+/// The portal's *Live Metrics* page shows, second by second, the incoming request rate,
+/// failures and durations, dependency calls, exceptions, the process's CPU and memory, sample
+/// documents of failed requests and dependencies, exceptions and log lines, and metrics that
+/// a person defines in the portal with filters. Nothing is collected or sent beyond a ping
+/// every 5 seconds until a portal session opens the page.
+///
+/// [`LiveMetrics`] is the one client of a process. Add its processors to the providers of a
+/// manual pipeline, **before** the exporting processors, so that it sees every span and log
+/// record (also those a sampler recorded but did not sample):
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use opentelemetry_azure_monitor::{LiveMetrics, LogExporter, SpanExporter};
+/// use opentelemetry_sdk::logs::SdkLoggerProvider;
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
+///
+/// let live = LiveMetrics::builder().build()?; // APPLICATIONINSIGHTS_CONNECTION_STRING
+/// let tracer_provider = SdkTracerProvider::builder()
+///     .with_span_processor(live.span_processor())
+///     .with_batch_exporter(SpanExporter::builder().build()?)
+///     .build();
+/// let logger_provider = SdkLoggerProvider::builder()
+///     .with_log_processor(live.log_processor())
+///     .with_batch_exporter(LogExporter::builder().build()?)
+///     .build();
+/// // ...
+/// tracer_provider.shutdown()?; // also stops Live Metrics
+/// logger_provider.shutdown()?;
+/// # Ok(()) }
+/// ```
+///
+/// To turn it off, do not add the processors (or build without the `live-metrics` feature).
+///
+///
+/// The span processor counts requests and dependencies (with the Track mapping's `success`) and
+/// the exceptions among span events; the log processor counts exceptions and matches traces.
 #[derive(Clone)]
 pub struct LiveMetrics {
     inner: Arc<Inner>,

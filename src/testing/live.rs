@@ -1,38 +1,6 @@
 //! A local Live Metrics (QuickPulse) service, beside the ingestion server: [`LiveServer`].
 //!
-//! It answers `POST /QuickPulseService.svc/ping` and `/post` of the `2024-04-01-preview`
-//! protocol as the service does, checks every request against the contract (LIVE-METRICS.md
-//! §13: path and method, `api-version`, a GUID `ikey`, the identity headers and
-//! `x-ms-qps-invariant-version: 5` on pings, a transmission time within ±5 minutes in .NET
-//! ticks, one `MonitoringDataPoint` (ping) or an array of them (post) with the required fields,
-//! ISO 8601 timestamps and durations, the `DocumentType` discriminator and the string
-//! lengths), and records every request. A request that breaks the contract is answered 400 and
-//! its [`LiveRequest::problems`] say why.
-//!
-//! Scripted per test: whether a portal session is subscribed, the configuration and its ETag,
-//! a polling hint, a one-time redirect, failures (a status or a dropped connection), and a
-//! bearer token to demand. `GET /stats` answers a JSON summary (pings, posts, the last ETag
-//! sent, documents by type and stream, metric names seen), also available as
-//! [`LiveServer::stats`].
-//!
-//! ```
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::time::Duration;
-//! use opentelemetry_azure_monitor::testing::{IngestionServer, LiveServer};
-//! use opentelemetry_azure_monitor::{LiveMetrics, LiveMetricsIntervals};
-//!
-//! let ingestion = IngestionServer::start()?;
-//! let live = LiveServer::start()?;
-//! live.set_polling_hint(Some(Duration::from_millis(50)));
-//! let client = LiveMetrics::builder()
-//!     .with_connection_string(live.connection_string(&ingestion))
-//!     .build()?;
-//! assert!(live.wait_until(Duration::from_secs(10), |requests| requests.len() >= 2));
-//! client.shutdown()?;
-//! assert!(live.problems().is_empty(), "{:?}", live.problems());
-//! assert!(live.posts().is_empty()); // nobody subscribed
-//! # Ok(()) }
-//! ```
+//! See [`LiveServer`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -179,7 +147,42 @@ impl Shared {
     }
 }
 
-/// A Live Metrics service on `127.0.0.1`; see the [module docs](self). Dropping it stops it.
+/// A local Live Metrics (QuickPulse) service on `127.0.0.1`, beside the
+/// [`IngestionServer`]. Dropping it stops it.
+///
+/// It answers `POST /QuickPulseService.svc/ping` and `/post` of the `2024-04-01-preview`
+/// protocol as the service does, checks every request against the contract (LIVE-METRICS.md
+/// §13: path and method, `api-version`, a GUID `ikey`, the identity headers and
+/// `x-ms-qps-invariant-version: 5` on pings, a transmission time within ±5 minutes in .NET
+/// ticks, one `MonitoringDataPoint` (ping) or an array of them (post) with the required fields,
+/// ISO 8601 timestamps and durations, the `DocumentType` discriminator and the string
+/// lengths), and records every request. A request that breaks the contract is answered 400 and
+/// its [`LiveRequest::problems`] say why.
+///
+/// Scripted per test: whether a portal session is subscribed, the configuration and its ETag,
+/// a polling hint, a one-time redirect, failures (a status or a dropped connection), and a
+/// bearer token to demand. `GET /stats` answers a JSON summary (pings, posts, the last ETag
+/// sent, documents by type and stream, metric names seen), also available as
+/// [`LiveServer::stats`].
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use opentelemetry_azure_monitor::testing::{IngestionServer, LiveServer};
+/// use opentelemetry_azure_monitor::{LiveMetrics, LiveMetricsIntervals};
+///
+/// let ingestion = IngestionServer::start()?;
+/// let live = LiveServer::start()?;
+/// live.set_polling_hint(Some(Duration::from_millis(50)));
+/// let client = LiveMetrics::builder()
+///     .with_connection_string(live.connection_string(&ingestion))
+///     .build()?;
+/// assert!(live.wait_until(Duration::from_secs(10), |requests| requests.len() >= 2));
+/// client.shutdown()?;
+/// assert!(live.problems().is_empty(), "{:?}", live.problems());
+/// assert!(live.posts().is_empty()); // nobody subscribed
+/// # Ok(()) }
+/// ```
 pub struct LiveServer {
     shared: Arc<Shared>,
     addr: SocketAddr,
