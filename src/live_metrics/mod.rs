@@ -37,6 +37,10 @@ use state::Timings;
 /// The default shutdown timeout of [`LiveMetrics::shutdown`] and of the processors.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Clients of this process that have not been shut down: the portal expects one per process
+/// (each has its own stream id, and the page would show the process twice).
+static RUNNING_CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// What the client thread and the processors share.
 pub(crate) struct Shared {
     /// In Post state: the processors count and match only while this is set.
@@ -205,6 +209,15 @@ struct Inner {
     tags: Arc<SharedTags>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The client's own `Drop` stops its thread.
+        if self.shared.mark_stopped() {
+            RUNNING_CLIENTS.fetch_sub(1, Relaxed);
+        }
+    }
+}
+
 impl std::fmt::Debug for LiveMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LiveMetrics")
@@ -253,7 +266,9 @@ impl LiveMetrics {
     /// [`OTelSdkError::Timeout`] if the client's thread did not end in time; it sends nothing
     /// more, and ends on its own.
     pub fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shared.mark_stopped();
+        if self.inner.shared.mark_stopped() {
+            RUNNING_CLIENTS.fetch_sub(1, Relaxed);
+        }
         self.inner.shared.set_subscribed(false);
         if self.inner.client.shutdown(timeout) {
             Ok(())
@@ -410,6 +425,12 @@ impl LiveMetricsBuilder {
             },
         )
         .map_err(|e| BuildError::Transport(format!("could not start Live Metrics: {e}")))?;
+        if RUNNING_CLIENTS.fetch_add(1, Relaxed) > 0 {
+            opentelemetry::otel_warn!(
+                name: "AzureMonitor.LiveMetrics.SecondClient",
+                message = "a second Live Metrics client was started in this process; build one and share it (clone it) between providers"
+            );
+        }
         Ok(LiveMetrics {
             inner: Arc::new(Inner {
                 shared,
