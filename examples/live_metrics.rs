@@ -256,9 +256,18 @@ fn main() -> Result<(), BoxError> {
         }
     }
 
-    tracer_provider.shutdown()?; // also stops Live Metrics
-    logger_provider.shutdown()?;
-    live_metrics.shutdown()?;
+    // Shut down whatever happens: an ingestion endpoint that does not answer only loses this
+    // run's last batch, and the example still ends (and exits 0) by itself.
+    let results = [
+        ("traces", tracer_provider.shutdown()), // also stops Live Metrics
+        ("logs", logger_provider.shutdown()),
+        ("Live Metrics", live_metrics.shutdown()),
+    ];
+    for (what, result) in results {
+        if let Err(e) = result {
+            println!("Shutting down {what}: {e}");
+        }
+    }
     println!("Served {n} requests; shut down.");
     if let Some((ingestion, live)) = &local {
         let stats = live.stats();

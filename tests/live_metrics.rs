@@ -538,3 +538,65 @@ fn nothing_is_sent_after_shutdown() {
     s.live.shutdown().unwrap();
     s.logger_provider.shutdown().unwrap();
 }
+
+/// Records every span without sampling it: what a sampler does for spans it drops from export
+/// but that Live Metrics must still count.
+#[derive(Clone, Debug)]
+struct RecordOnly;
+
+impl opentelemetry_sdk::trace::ShouldSample for RecordOnly {
+    fn should_sample(
+        &self,
+        _parent: Option<&opentelemetry::Context>,
+        _trace_id: opentelemetry::trace::TraceId,
+        _name: &str,
+        _kind: &SpanKind,
+        _attributes: &[KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        opentelemetry_sdk::trace::SamplingResult {
+            decision: opentelemetry_sdk::trace::SamplingDecision::RecordOnly,
+            attributes: Vec::new(),
+            trace_state: Default::default(),
+        }
+    }
+}
+
+#[test]
+fn spans_recorded_but_not_sampled_are_still_seen() {
+    let ingestion = IngestionServer::start().unwrap();
+    let fake = LiveServer::start().unwrap();
+    fake.set_configuration("1::abc::2::", default_configuration());
+    fake.set_subscribed(true);
+    let live = LiveMetrics::builder()
+        .with_connection_string(fake.connection_string(&ingestion))
+        .with_intervals(intervals())
+        .build()
+        .unwrap();
+    let exporter = opentelemetry_azure_monitor::SpanExporter::builder()
+        .with_connection_string(ingestion.connection_string())
+        .with_offline_storage(false)
+        .build()
+        .unwrap();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(RecordOnly)
+        .with_span_processor(live.span_processor())
+        .with_simple_exporter(exporter)
+        .build();
+    assert!(fake.wait_until(WAIT, |r| r.iter().any(|r| r.body.is_array())));
+    let tracer = provider.tracer("test");
+    let mut span = tracer
+        .span_builder("GET /unsampled")
+        .with_kind(SpanKind::Server)
+        .start(&tracer);
+    span.set_status(Status::error("boom"));
+    span.end();
+    assert!(fake.wait_until(WAIT, |r| r
+        .iter()
+        .flat_map(LiveRequest::documents)
+        .any(|d| d["Name"] == "GET /unsampled")));
+    provider.shutdown().unwrap();
+    // Not sampled: not exported.
+    assert!(ingestion.envelopes().is_empty());
+    no_problems(&fake);
+}

@@ -81,7 +81,7 @@ impl<'a> Item<'a> {
                 code: r.response_code.as_str(),
                 success: r.success,
                 duration_ms: r.duration.0.as_secs_f64() * 1000.0,
-                properties: r.properties.iter().collect(),
+                properties: custom(r.properties.iter()),
                 ..Item::default()
             },
             Data::RemoteDependency(d) => Item {
@@ -93,7 +93,7 @@ impl<'a> Item<'a> {
                 target: d.target.as_ref().map_or("", |t| t.as_str()),
                 type_: d.type_.as_ref().map_or("", |t| t.as_str()),
                 data: d.data.as_ref().map_or("", |t| t.as_str()),
-                properties: d.properties.iter().collect(),
+                properties: custom(d.properties.iter()),
                 ..Item::default()
             },
             Data::Exception(e) => {
@@ -107,19 +107,25 @@ impl<'a> Item<'a> {
                     exception_type: first
                         .and_then(|x| x.type_name.as_ref())
                         .map_or("", |t| t.as_str()),
-                    properties: e.properties.iter().collect(),
+                    properties: custom(e.properties.iter()),
                     ..Item::default()
                 }
             }
             Data::Message(m) => Item {
                 kind: Kind::Trace,
                 message: m.message.as_str(),
-                properties: m.properties.iter().collect(),
+                properties: custom(m.properties.iter()),
                 ..Item::default()
             },
             _ => return None,
         })
     }
+}
+
+/// The custom dimensions of an item: its properties without the exporter's own `_MS.*` ones
+/// (as the JS exporter's `createCustomDimsFromAttributes`).
+fn custom<'a>(properties: impl Iterator<Item = (&'a str, &'a str)>) -> Vec<(&'a str, &'a str)> {
+    properties.filter(|(k, _)| !k.starts_with("_MS.")).collect()
 }
 
 /// A `DocumentIngress` with its type's fields (SPEC maximum lengths applied).
