@@ -260,6 +260,65 @@ mod tests {
         assert_eq!(iso_duration(1_234_567_890.0), "PT1234567.89S");
     }
 
+    #[cfg(feature = "trace")]
+    #[test]
+    fn items_follow_the_track_mapping() {
+        use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId};
+        use opentelemetry::KeyValue;
+        use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+        use std::time::{Duration, UNIX_EPOCH};
+
+        let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let span = SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(1_u128),
+                SpanId::from(2_u64),
+                TraceFlags::SAMPLED,
+                false,
+                Default::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Client,
+            name: "GET".into(),
+            start_time: start,
+            end_time: start + Duration::from_micros(12_500),
+            attributes: vec![
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("url.full", "https://inventory.example/stock?id=7"),
+                KeyValue::new("http.response.status_code", 503),
+                KeyValue::new("tenant", "contoso"),
+            ],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::error("unavailable"),
+            instrumentation_scope: Default::default(),
+        };
+        let tags = crate::wire::SharedTags::default();
+        let cx = crate::convert::Context {
+            ikey: "k",
+            tags: &tags,
+        };
+        let mut out = Vec::new();
+        crate::convert::span_to_envelopes(&span, &cx, false, &mut out);
+        let item = Item::from_data(&out[0].data).unwrap_or_default();
+        assert_eq!(item.kind, Kind::Dependency);
+        assert_eq!(item.name, "GET /stock");
+        assert_eq!(item.code, "503");
+        assert!(!item.success);
+        assert_eq!(item.duration_ms, 12.5);
+        assert_eq!(item.target, "inventory.example");
+        assert_eq!(item.type_, "HTTP");
+        assert_eq!(item.data, "https://inventory.example/stock?id=7");
+        assert_eq!(item.properties, vec![("tenant", "contoso")]);
+        let doc = serde_json::to_value(Document::new(&item, vec!["s".into()])).unwrap_or_default();
+        assert_eq!(doc["DocumentType"], "RemoteDependency");
+        assert_eq!(doc["CommandName"], "https://inventory.example/stock?id=7");
+        assert_eq!(doc["ResultCode"], "503");
+        assert_eq!(doc["Duration"], "PT0.0125S");
+    }
+
     #[test]
     fn documents_serialize_with_their_type_fields() {
         let item = Item {

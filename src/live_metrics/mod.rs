@@ -194,6 +194,10 @@ fn identity(tags: &SharedTags, stream_id: &str) -> Identity {
 ///
 /// To turn it off, do not add the processors (or build without the `live-metrics` feature).
 ///
+/// The processors see every span the SDK records: a span that a sampler records without
+/// sampling (`SamplingDecision::RecordOnly`) is counted here and not exported, so the live
+/// counts stay true counts. A span the sampler drops (`Drop`) reaches no processor at all.
+///
 ///
 /// The span processor counts requests and dependencies (with the Track mapping's `success`) and
 /// the exceptions among span events; the log processor counts exceptions and matches traces.
