@@ -609,6 +609,30 @@ mod tests {
     }
 
     #[test]
+    fn a_403_keeps_the_client_pinging_with_the_same_token() {
+        let ingestion = IngestionServer::start().unwrap();
+        let fake = LiveServer::start().unwrap();
+        fake.forbid_bearer(Some("token-1"));
+        fake.set_subscribed(true);
+        let auth = Arc::new(FakeAuth::default());
+        let live = LiveMetrics::builder()
+            .with_connection_string(fake.connection_string(&ingestion))
+            .with_intervals(quick())
+            .with_auth(Arc::clone(&auth) as Arc<dyn LiveAuth>)
+            .build()
+            .unwrap();
+        assert!(fake.wait_until(Duration::from_secs(20), |r| r.len() >= 4));
+        live.shutdown().unwrap();
+        let requests = fake.requests();
+        assert!(requests
+            .iter()
+            .all(|r| r.status == 403 && r.body.is_object()));
+        // Not an expired token: nothing to refresh.
+        assert_eq!(auth.generation.load(SeqCst), 0);
+        assert!(!live.is_subscribed());
+    }
+
+    #[test]
     fn the_token_goes_only_to_allowed_redirect_targets() {
         let ingestion = IngestionServer::start().unwrap();
         let fake = LiveServer::start().unwrap();

@@ -127,6 +127,7 @@ struct Script {
     faults: VecDeque<LiveFault>,
     fail_all: Option<LiveFault>,
     bearer: Option<String>,
+    forbidden: Option<String>,
 }
 
 #[derive(Default)]
@@ -160,10 +161,10 @@ impl Shared {
 /// its [`LiveRequest::problems`] say why.
 ///
 /// Scripted per test: whether a portal session is subscribed, the configuration and its ETag,
-/// a polling hint, a one-time redirect, failures (a status or a dropped connection), and a
-/// bearer token to demand. `GET /stats` answers a JSON summary (pings, posts, the last ETag
-/// sent, documents by type and stream, metric names seen), also available as
-/// [`LiveServer::stats`].
+/// a polling hint, a one-time redirect, failures (a status or a dropped connection), a bearer
+/// token to demand and one to refuse with 403. `GET /stats` answers a JSON summary (pings,
+/// posts, the last ETag sent, documents by type and stream, metric names seen), also available
+/// as [`LiveServer::stats`].
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -285,6 +286,12 @@ impl LiveServer {
     /// Demands `Authorization: Bearer <token>` (401 with the service's body otherwise).
     pub fn require_bearer(&self, token: Option<&str>) {
         self.shared.lock().script.bearer = token.map(str::to_owned);
+    }
+
+    /// Answers 403 (the service's "does not have permissions" body) to requests carrying
+    /// `Authorization: Bearer <token>`: a valid token without the role on the resource.
+    pub fn forbid_bearer(&self, token: Option<&str>) {
+        self.shared.lock().script.forbidden = token.map(str::to_owned);
     }
 
     /// Every request so far, in arrival order.
@@ -561,7 +568,16 @@ async fn handle(
         (None, Some(LiveFault::Status(code))) => (code, service_error("ServiceError", "")),
         (None, None) => {
             let expected = script.bearer.as_ref().map(|t| format!("Bearer {t}"));
-            if expected.is_some() && authorization != expected {
+            let forbidden = script.forbidden.as_ref().map(|t| format!("Bearer {t}"));
+            if forbidden.is_some() && authorization == forbidden {
+                (
+                    403,
+                    service_error(
+                        "InvalidOperation",
+                        "The Agent/SDK does not have permissions to send telemetry to this resource.",
+                    ),
+                )
+            } else if expected.is_some() && authorization != expected {
                 (
                     401,
                     service_error(
