@@ -14,6 +14,8 @@ mod config;
 mod connection_string;
 mod convert;
 mod error;
+#[cfg(feature = "live-metrics")]
+mod live_metrics;
 #[cfg(feature = "logs")]
 mod logs;
 #[cfg(feature = "metrics")]
@@ -34,6 +36,14 @@ mod wire;
 #[cfg(feature = "reqwest-middleware")]
 pub use client_middleware::ReqwestTracingMiddleware;
 pub use error::BuildError;
+#[cfg(all(feature = "live-metrics", feature = "testing"))]
+pub use live_metrics::LiveMetricsIntervals;
+#[cfg(all(feature = "live-metrics", feature = "logs"))]
+pub use live_metrics::LiveMetricsLogProcessor;
+#[cfg(all(feature = "live-metrics", feature = "trace"))]
+pub use live_metrics::LiveMetricsSpanProcessor;
+#[cfg(feature = "live-metrics")]
+pub use live_metrics::{LiveMetrics, LiveMetricsBuilder};
 #[cfg(feature = "logs")]
 pub use logs::{LogExporter, LogExporterBuilder};
 #[cfg(feature = "metrics")]

@@ -196,7 +196,7 @@ fn sdk_version(resource: &Resource, env: &dyn Fn(&str) -> Option<String>) -> Str
 }
 
 /// The kernel's host name on Linux; `None` elsewhere or when it cannot be read.
-fn host_name_from_kernel() -> Option<String> {
+pub(crate) fn host_name_from_kernel() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname").ok()
 }
 

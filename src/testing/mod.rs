@@ -185,8 +185,11 @@
 
 #![cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 
+mod live;
 mod server;
 mod validate;
+
+pub use live::{LiveFault, LiveOperation, LiveRequest, LiveServer};
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -353,7 +353,7 @@ impl<'a> Properties<'a> {
         self.0.retain(|(k, _)| *k != key);
     }
 
-    /// The properties in the order they were added.
+    /// The properties in the order they were added (processors and Live Metrics read them).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
         self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
     }
