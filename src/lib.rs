@@ -22,10 +22,10 @@ mod logs;
 mod metrics;
 pub mod processor;
 pub mod resource;
-#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
-mod setup;
 #[cfg(feature = "trace")]
 pub mod sampling;
+#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
+mod setup;
 #[cfg(feature = "trace")]
 mod standard_metrics;
 #[cfg(feature = "trace")]
@@ -49,10 +49,10 @@ pub use logs::{LogExporter, LogExporterBuilder};
 #[cfg(feature = "metrics")]
 pub use metrics::{MetricExporter, MetricExporterBuilder};
 pub use processor::{ContextTag, ItemKind, TelemetryItem};
-#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
-pub use setup::{AzureMonitor, AzureMonitorBuilder, SetupError, ShutdownError};
 #[cfg(feature = "trace")]
 pub use sampling::{ApplicationInsightsSampler, RateLimitedSampler, SamplerError};
+#[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
+pub use setup::{AzureMonitor, AzureMonitorBuilder, SetupError, ShutdownError};
 #[cfg(feature = "trace")]
 pub use standard_metrics::{StandardMetricsProcessor, StandardMetricsProcessorBuilder};
 #[cfg(feature = "trace")]

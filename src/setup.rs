@@ -2,12 +2,9 @@
 //! propagator and the sampler, installed globally, and a guard that shuts them down.
 //!
 //! [`AzureMonitorBuilder::install`] is the only place that wires them. The capabilities that
-//! other modules add (Azure host detectors, the sampler chosen from the environment, standard
-//! metrics, Live Metrics) each plug in at one private function of the builder:
-//! [`host_detectors`](AzureMonitorBuilder::host_detectors),
-//! [`sampler`](AzureMonitorBuilder::sampler),
-//! [`span_processors`](AzureMonitorBuilder::span_processors) and
-//! [`log_processors`](AzureMonitorBuilder::log_processors).
+//! other modules add each plug in at one private function of the builder: the Azure host
+//! detectors at `host_detectors`, the sampler chosen from the environment at `sampler`, the
+//! standard metrics and Live Metrics processors at `processors`.
 
 use std::fmt;
 
@@ -93,6 +90,9 @@ pub struct AzureMonitorBuilder {
     sampler: Option<Box<dyn ShouldSample>>,
     /// `None`: on (the default).
     standard_metrics: Option<bool>,
+    /// `None`: on (the default), with the feature `live-metrics`.
+    #[cfg(feature = "live-metrics")]
+    live_metrics: Option<bool>,
     #[cfg(feature = "tracing")]
     tracing: subscriber::TracingOptions,
 }
@@ -249,6 +249,20 @@ impl AzureMonitorBuilder {
         self
     }
 
+    /// Feeds the portal's Live Metrics page: one [`LiveMetrics`](crate::LiveMetrics) client for
+    /// the process sees every recorded span and every log record, and sends only while a portal
+    /// session watches (it pings every 5 seconds otherwise). It uses the exporters' connection
+    /// string (its `LiveEndpoint`), HTTP client and Entra ID identity. Spans that a sampler
+    /// drops (rather than records) are not seen: with standard metrics on, the `microsoft.*`
+    /// samplers record them.
+    ///
+    /// Defaults to `true` (feature `live-metrics`, on by default).
+    #[cfg(feature = "live-metrics")]
+    pub fn with_live_metrics(mut self, enabled: bool) -> Self {
+        self.live_metrics = Some(enabled);
+        self
+    }
+
     /// Builds the providers, installs them globally with the W3C propagator (and, with the
     /// feature `tracing`, the `tracing` subscriber), and returns the guard that shuts them down.
     ///
@@ -272,19 +286,19 @@ impl AzureMonitorBuilder {
         let tracing = self.tracing.filter()?;
 
         let resource = self.resource();
+        let mut extras = self.processors(&resource)?;
         let mut tracer = SdkTracerProvider::builder()
             .with_resource(resource.clone())
             .with_batch_exporter(spans);
         if let Some(sampler) = self.sampler()? {
             tracer = tracer.with_sampler(sampler);
         }
-        let tracer = self.span_processors(tracer, &resource)?.build();
-        let logger = self
+        let tracer = extras.span_processors(tracer).build();
+        let logger = extras
             .log_processors(
                 SdkLoggerProvider::builder()
                     .with_resource(resource.clone())
                     .with_batch_exporter(logs),
-                &resource,
             )
             .build();
         let meter = SdkMeterProvider::builder()
@@ -368,28 +382,67 @@ impl AzureMonitorBuilder {
         }))
     }
 
-    /// Span processors besides the exporter's batch processor: the standard metrics (unless
-    /// turned off) and Live Metrics.
-    fn span_processors(
-        &self,
-        mut tracer: TracerProviderBuilder,
-        _resource: &Resource,
-    ) -> Result<TracerProviderBuilder, SetupError> {
-        if self.standard_metrics() {
-            let processor = crate::StandardMetricsProcessor::builder()
-                .with_options(self.options.clone())
-                .build()?;
+    /// The processors besides the exporters' batch processors: the standard metrics (unless
+    /// turned off) and Live Metrics (feature `live-metrics`, unless turned off).
+    fn processors(&self, resource: &Resource) -> Result<Processors, SetupError> {
+        let standard_metrics = if self.standard_metrics() {
+            Some(
+                crate::StandardMetricsProcessor::builder()
+                    .with_options(self.options.clone())
+                    .build()?,
+            )
+        } else {
+            None
+        };
+        #[cfg(feature = "live-metrics")]
+        let live_metrics = if self.live_metrics.unwrap_or(true) {
+            Some(
+                crate::LiveMetrics::builder()
+                    .with_exporter_options(&self.options)
+                    .with_resource(resource.clone())
+                    .build()?,
+            )
+        } else {
+            None
+        };
+        #[cfg(not(feature = "live-metrics"))]
+        let _ = resource;
+        Ok(Processors {
+            standard_metrics,
+            #[cfg(feature = "live-metrics")]
+            live_metrics,
+        })
+    }
+}
+
+/// The processors one install adds besides the exporters' batch processors.
+struct Processors {
+    standard_metrics: Option<crate::StandardMetricsProcessor>,
+    #[cfg(feature = "live-metrics")]
+    live_metrics: Option<crate::LiveMetrics>,
+}
+
+impl Processors {
+    /// Adds the span processors to the tracer provider (the standard metrics processor moves
+    /// into it).
+    fn span_processors(&mut self, mut tracer: TracerProviderBuilder) -> TracerProviderBuilder {
+        if let Some(processor) = self.standard_metrics.take() {
             tracer = tracer.with_span_processor(processor);
         }
-        Ok(tracer)
+        #[cfg(feature = "live-metrics")]
+        if let Some(live) = &self.live_metrics {
+            tracer = tracer.with_span_processor(live.span_processor());
+        }
+        tracer
     }
 
-    /// Hook: log processors besides the exporter's batch processor (Live Metrics). None yet.
-    fn log_processors(
-        &self,
-        logger: LoggerProviderBuilder,
-        _resource: &Resource,
-    ) -> LoggerProviderBuilder {
+    /// Adds the log processors to the logger provider.
+    #[cfg_attr(not(feature = "live-metrics"), allow(unused_mut))]
+    fn log_processors(&self, mut logger: LoggerProviderBuilder) -> LoggerProviderBuilder {
+        #[cfg(feature = "live-metrics")]
+        if let Some(live) = &self.live_metrics {
+            logger = logger.with_log_processor(live.log_processor());
+        }
         logger
     }
 }

@@ -397,3 +397,53 @@ fn a_token_never_goes_over_plain_http_to_another_host() {
         build(endpoint, with_token).unwrap_or_else(|e| panic!("{endpoint}: {e}"));
     }
 }
+
+#[test]
+fn live_metrics_uses_the_track_paths_token() {
+    use opentelemetry_azure_monitor::testing::LiveServer;
+    use opentelemetry_azure_monitor::{LiveMetrics, LiveMetricsIntervals};
+
+    let server = IngestionServer::start().unwrap();
+    server.require_token("t1");
+    let live_fake = LiveServer::start().unwrap();
+    live_fake.require_bearer(Some("t1"));
+    let tokens = Arc::new(Tokens::default());
+    let tracing = tracer_provider(&server, &tokens, None);
+    let live = LiveMetrics::builder()
+        .with_connection_string(live_fake.connection_string(&server))
+        .with_token_provider(Arc::clone(&tokens) as Arc<dyn TokenProvider>)
+        .with_intervals(LiveMetricsIntervals {
+            ping: Duration::from_millis(50),
+            post: Duration::from_millis(50),
+            max_ping_failure: Duration::from_secs(60),
+            max_post_failure: Duration::from_secs(20),
+            backoff: Duration::from_secs(60),
+        })
+        .build()
+        .unwrap();
+
+    let names: Vec<String> = (0..3).map(|i| format!("span {i}")).collect();
+    spans(&tracing, names.clone());
+    // Pings carry the same token; the fake answers 401 to any other.
+    assert!(live_fake.wait_until(WAIT, |requests| requests.len() >= 3));
+    live.shutdown().unwrap();
+    exactly_once(&server, &names);
+    for ping in live_fake.pings() {
+        let authorization = ping
+            .headers
+            .iter()
+            .find(|(name, _)| name == "authorization");
+        assert_eq!(
+            authorization.map(|(_, value)| value.as_str()),
+            Some("Bearer t1")
+        );
+    }
+    assert!(
+        live_fake.problems().is_empty(),
+        "{:?}",
+        live_fake.problems()
+    );
+    // The exporter and Live Metrics: one token.
+    assert_eq!(tokens.calls(), 1);
+    tracing.shutdown().unwrap();
+}

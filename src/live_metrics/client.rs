@@ -21,12 +21,14 @@ use super::protocol::{self, DataPoint, MetricPoint};
 use super::state::{Machine, Outcome, Phase, Timings};
 use super::Shared;
 
-/// The Entra ID hook (LIVE-METRICS.md §9): the same token cache as the Track path. The lead
-/// connects it to `src/auth/` at merge; tests use a fake.
+/// The Entra ID hook (LIVE-METRICS.md §9): the same token cache as the Track path
+/// ([`CacheAuth`](super::auth::CacheAuth)); tests use a fake.
 pub(crate) trait LiveAuth: Send + Sync + 'static {
-    /// A bearer token for `Authorization: Bearer <token>`; an error (without the token in it)
+    /// The `Authorization` header's value (`Bearer <token>`, marked sensitive); an error (without the token in it)
     /// fails the request, which then counts as a failure of the state machine.
-    fn bearer(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
+    fn bearer(
+        &self,
+    ) -> Pin<Box<dyn Future<Output = Result<reqwest::header::HeaderValue, String>> + Send + '_>>;
     /// The service refused the token (401): the next `bearer()` must fetch a new one.
     fn invalidate(&self);
 }
@@ -298,7 +300,7 @@ async fn send(
     if let Some(auth) = &cfg.auth {
         // `base` is the configured endpoint or one that passed the redirect allow-list.
         match auth.bearer().await {
-            Ok(token) => request = request.header(AUTHORIZATION, format!("Bearer {token}")),
+            Ok(value) => request = request.header(AUTHORIZATION, value),
             Err(reason) => {
                 opentelemetry::otel_warn!(
                     name: "AzureMonitor.LiveMetrics.NoToken",

@@ -8,6 +8,7 @@
 //! [`state`] (the state machine) and [`protocol`] (wire format) are pure; [`client`] does the
 //! I/O.
 
+mod auth;
 mod client;
 mod collect;
 mod document;
@@ -339,6 +340,7 @@ pub struct LiveMetricsBuilder {
     resource: Option<Resource>,
     timings: Option<Timings>,
     auth: Option<Arc<dyn LiveAuth>>,
+    token_provider: Option<crate::auth::ProviderRef>,
 }
 
 impl std::fmt::Debug for LiveMetricsBuilder {
@@ -389,8 +391,42 @@ impl LiveMetricsBuilder {
         self
     }
 
-    /// The Entra ID token source (§9); connected to the crate's token cache by the setup.
-    #[allow(dead_code)] // the hook for `src/auth/`, wired at merge
+    /// Authenticates with Entra ID, as the exporters'
+    /// [`with_token_provider`](crate::SpanExporterBuilder::with_token_provider) does: with the
+    /// same provider (the same `Arc`) they share one token.
+    ///
+    /// Defaults to the managed identity named by `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`
+    /// (feature `azure-identity`), else to no token.
+    pub fn with_token_provider(mut self, provider: Arc<dyn crate::auth::TokenProvider>) -> Self {
+        self.token_provider = Some(crate::auth::ProviderRef::new(provider));
+        self
+    }
+
+    /// Authenticates with Entra ID through an Azure SDK credential, as the exporters'
+    /// `with_credential` does (with the same credential they share one token).
+    ///
+    /// Defaults as [`with_token_provider`](Self::with_token_provider) does.
+    #[cfg(feature = "azure-identity")]
+    pub fn with_credential(
+        mut self,
+        credential: Arc<dyn azure_core::credentials::TokenCredential>,
+    ) -> Self {
+        self.token_provider = Some(crate::auth::ProviderRef::credential(credential));
+        self
+    }
+
+    /// The connection string, HTTP client and Entra ID provider of the exporters' options: the
+    /// one-call setup's Live Metrics talks to the same resource with the same identity.
+    #[cfg(all(feature = "trace", feature = "logs", feature = "metrics"))]
+    pub(crate) fn with_exporter_options(mut self, options: &crate::config::Options) -> Self {
+        self.connection_string = options.connection_string.clone();
+        self.client = options.client.clone();
+        self.token_provider = options.token_provider.clone();
+        self
+    }
+
+    /// The Entra ID token source (§9), in place of the token cache (tests).
+    #[cfg(test)]
     pub(crate) fn with_auth(mut self, auth: Arc<dyn LiveAuth>) -> Self {
         self.auth = Some(auth);
         self
@@ -408,6 +444,17 @@ impl LiveMetricsBuilder {
         })?;
         let base = Url::parse(cs.live_endpoint())
             .map_err(|e| BuildError::Transport(format!("invalid LiveEndpoint: {e}")))?;
+        // The Track path's token cache for the same provider and scope (one token per process).
+        let auth = match self.auth {
+            Some(auth) => Some(auth),
+            None => crate::auth::resolve(
+                self.token_provider,
+                cs.aad_audience(),
+                cs.live_endpoint(),
+                &|name| std::env::var(name).ok(),
+            )?
+            .map(|cache| Arc::new(auth::CacheAuth::new(cache)) as Arc<dyn LiveAuth>),
+        };
         let client = match self.client {
             Some(c) => c,
             None => reqwest::Client::builder()
@@ -425,7 +472,7 @@ impl LiveMetricsBuilder {
                 ikey: cs.instrumentation_key().to_owned(),
                 timings: self.timings.unwrap_or_default(),
                 client,
-                auth: self.auth,
+                auth,
             },
         )
         .map_err(|e| BuildError::Transport(format!("could not start Live Metrics: {e}")))?;
@@ -561,9 +608,14 @@ mod tests {
     }
 
     impl LiveAuth for FakeAuth {
-        fn bearer(&self) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>> {
-            let token = format!("token-{}", self.generation.load(SeqCst) + 1);
-            Box::pin(async move { Ok(token) })
+        fn bearer(
+            &self,
+        ) -> Pin<Box<dyn Future<Output = Result<reqwest::header::HeaderValue, String>> + Send + '_>>
+        {
+            let token = format!("Bearer token-{}", self.generation.load(SeqCst) + 1);
+            Box::pin(async move {
+                reqwest::header::HeaderValue::from_str(&token).map_err(|e| e.to_string())
+            })
         }
 
         fn invalidate(&self) {
