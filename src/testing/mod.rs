@@ -179,6 +179,7 @@
 
 mod server;
 mod validate;
+pub mod viewer;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -213,8 +214,22 @@ impl IngestionServer {
     ///
     /// When the port cannot be bound, or the thread or its runtime cannot be created.
     pub fn start() -> std::io::Result<Self> {
-        let shared = std::sync::Arc::new(Shared::default());
-        let (addr, stop, thread) = server::start(std::sync::Arc::clone(&shared))?;
+        Self::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), None, None)
+    }
+
+    /// Starts a server on `addr`, serving the viewer's routes too when `viewer` is given, and
+    /// keeping at most `limit` entries in each of its lists when one is given.
+    fn start_with(
+        addr: SocketAddr,
+        viewer: Option<std::sync::Arc<viewer::Hub>>,
+        limit: Option<usize>,
+    ) -> std::io::Result<Self> {
+        let shared = std::sync::Arc::new(Shared {
+            viewer,
+            limit,
+            ..Shared::default()
+        });
+        let (addr, stop, thread) = server::start(std::sync::Arc::clone(&shared), addr)?;
         Ok(IngestionServer {
             shared,
             addr,
@@ -237,6 +252,15 @@ impl IngestionServer {
             INSTRUMENTATION_KEY,
             self.endpoint()
         )
+    }
+
+    /// The viewer's URL, `http://127.0.0.1:PORT/`, when the server was started by
+    /// [`ViewerBuilder`](viewer::ViewerBuilder); `None` otherwise.
+    pub fn viewer_url(&self) -> Option<String> {
+        self.shared
+            .viewer
+            .as_ref()
+            .map(|_| format!("{}/", self.endpoint()))
     }
 
     /// The instrumentation key the server expects in every envelope's `iKey` (a fixed test
@@ -293,6 +317,7 @@ impl IngestionServer {
         state.envelopes.clear();
         state.rejected.clear();
         state.requests.clear();
+        state.dropped_requests = 0;
         state.faults.clear();
     }
 }
@@ -434,6 +459,10 @@ pub fn validate_envelope(envelope: &Value) -> Result<(), String> {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// The viewer fed by this server and serving its pages, if any.
+    viewer: Option<std::sync::Arc<viewer::Hub>>,
+    /// Most entries kept in each list of [`State`] (oldest dropped first); `None`: all.
+    limit: Option<usize>,
 }
 
 #[derive(Default)]
@@ -441,6 +470,8 @@ struct State {
     envelopes: Vec<Value>,
     rejected: Vec<Rejection>,
     requests: Vec<RequestRecord>,
+    /// Requests dropped from the front of `requests` by the limit.
+    dropped_requests: usize,
     faults: VecDeque<Fault>,
 }
 
@@ -464,8 +495,11 @@ impl Shared {
 
     /// Records one request and what it brought, and wakes the waiters.
     fn record(&self, request: RequestRecord, accepted: Vec<Value>, refused: Vec<RefusedItem>) {
+        if let Some(viewer) = &self.viewer {
+            viewer.record(&request, &accepted, &refused);
+        }
         let mut state = self.lock();
-        let request_index = state.requests.len();
+        let request_index = state.dropped_requests + state.requests.len();
         state.requests.push(request);
         state.envelopes.extend(accepted);
         state.rejected.extend(refused.into_iter().map(
@@ -478,6 +512,23 @@ impl Shared {
                 scripted,
             },
         ));
+        if let Some(limit) = self.limit {
+            // Drop in batches, so that keeping the limit costs O(1) per item on average.
+            let slack = limit / 8 + 1;
+            if state.envelopes.len() > limit + slack {
+                let excess = state.envelopes.len() - limit;
+                state.envelopes.drain(..excess);
+            }
+            if state.rejected.len() > limit + slack {
+                let excess = state.rejected.len() - limit;
+                state.rejected.drain(..excess);
+            }
+            if state.requests.len() > limit + slack {
+                let excess = state.requests.len() - limit;
+                state.requests.drain(..excess);
+                state.dropped_requests += excess;
+            }
+        }
         drop(state);
         self.changed.notify_all();
     }
