@@ -37,7 +37,7 @@ struct Args {
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut parsed = Args {
-        port: 4390,
+        port: DEFAULT_PORT,
         address: IpAddr::from([127, 0, 0, 1]),
         capacity: 10_000,
     };

@@ -47,6 +47,10 @@ use serde_json::Value;
 
 use super::{IngestionServer, RefusedItem, RequestRecord};
 
+/// The port `demo --serve` and the `azure-monitor-viewer` binary listen on unless told
+/// otherwise.
+pub const DEFAULT_PORT: u16 = 4390;
+
 /// Items kept by default.
 const DEFAULT_CAPACITY: usize = 10_000;
 /// Rejections kept (separately from the items).
