@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 
 use opentelemetry_azure_monitor::testing::viewer::{
-    exposure_warning, shutdown_signal, ViewerBuilder,
+    exposure_warning, shutdown_signal, ViewerBuilder, DEFAULT_PORT,
 };
 
 const USAGE: &str = "\
