@@ -5,13 +5,12 @@
 
 mod support;
 
-use std::io::Write;
 use std::time::Duration;
 
 use opentelemetry_azure_monitor::testing::viewer::ViewerBuilder;
 use opentelemetry_azure_monitor::testing::IngestionServer;
 use serde_json::{json, Value};
-use support::{get_json, get_with_host, shop, utc_now};
+use support::{get_json, get_with_host, item, post, shop};
 
 fn viewer_with_shop() -> IngestionServer {
     let server = ViewerBuilder::new().start().unwrap();
@@ -239,38 +238,6 @@ fn names_of_series(metric: &Value) -> Vec<String> {
             )
         })
         .collect()
-}
-
-fn item(server: &IngestionServer, role: &str, message: &str) -> Value {
-    json!({
-        "name": "Microsoft.ApplicationInsights.Message",
-        "time": utc_now(),
-        "iKey": server.instrumentation_key(),
-        "tags": {"ai.cloud.role": role, "ai.operation.id": "0123456789abcdef0123456789abcdef"},
-        "data": {"baseType": "MessageData", "baseData": {"ver": 2, "message": message}}
-    })
-}
-
-fn post(server: &IngestionServer, body: &[u8], gzip: bool) -> u16 {
-    let (encoding, body) = if gzip {
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        encoder.write_all(body).unwrap();
-        ("Content-Encoding: gzip\r\n", encoder.finish().unwrap())
-    } else {
-        ("", body.to_vec())
-    };
-    let mut stream =
-        std::net::TcpStream::connect(server.endpoint().trim_start_matches("http://")).unwrap();
-    write!(
-        stream,
-        "POST /v2.1/track HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    stream.write_all(&body).unwrap();
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
-    answer.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 #[test]

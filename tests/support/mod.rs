@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use opentelemetry_azure_monitor::testing::IngestionServer;
+use serde_json::{json, Value};
 
 /// `GET path` from `endpoint` (`http://127.0.0.1:PORT`) with this `Host`: status and body.
 pub(crate) fn get_with_host(endpoint: &str, path: &str, host: &str) -> (u16, String) {
@@ -63,4 +64,38 @@ pub(crate) fn utc_now() -> String {
         rem % 60,
         now.subsec_nanos() / 100
     )
+}
+
+/// A trace item of `role` for `server`, with a fixed operation id.
+pub(crate) fn item(server: &IngestionServer, role: &str, message: &str) -> Value {
+    json!({
+        "name": "Microsoft.ApplicationInsights.Message",
+        "time": utc_now(),
+        "iKey": server.instrumentation_key(),
+        "tags": {"ai.cloud.role": role, "ai.operation.id": "0123456789abcdef0123456789abcdef"},
+        "data": {"baseType": "MessageData", "baseData": {"ver": 2, "message": message}}
+    })
+}
+
+/// POSTs `body` to `/v2.1/track` (gzip-compressed if asked); the status.
+pub(crate) fn post(server: &IngestionServer, body: &[u8], gzip: bool) -> u16 {
+    let (encoding, body) = if gzip {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(body).unwrap();
+        ("Content-Encoding: gzip\r\n", encoder.finish().unwrap())
+    } else {
+        ("", body.to_vec())
+    };
+    let mut stream =
+        std::net::TcpStream::connect(server.endpoint().trim_start_matches("http://")).unwrap();
+    write!(
+        stream,
+        "POST /v2.1/track HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{encoding}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
 }
