@@ -17,6 +17,10 @@
 //! opentelemetry-azure-monitor = { version = "0.1", features = ["testing"] }
 //! ```
 //!
+//! The [`viewer`] module starts the same server with web pages that show what it received the
+//! way the Azure portal does (application map, transactions, failures, metrics): a local
+//! Application Insights for any program on the machine.
+//!
 //! The server runs on its own thread with its own Tokio runtime, so it works the same from plain
 //! `#[test]`s and from `#[tokio::test]`s of any flavour. It stops when it is dropped.
 //!

@@ -33,8 +33,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! A Live Metrics stream view is not part of it yet: the store keeps Track-API items only. A
-//! live view would add its own bounded stream beside [`store`] and its own `/api/live` route.
+//! There is no Live Metrics view yet: the viewer shows what the Track API received. A live view
+//! would add a second source beside the item store (the Live Metrics endpoints' posts, kept as a
+//! short bounded ring of one-second samples), an `/api/live` route and a page polling it, like
+//! the others poll `/api/stats`.
 
 mod api;
 mod store;
