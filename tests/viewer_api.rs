@@ -249,7 +249,15 @@ fn other_exporters_gzip_arrays_and_rejections_with_their_reasons() {
     let mut bad = item(&server, "python-app", "no time");
     bad["time"] = json!("yesterday");
     let body = serde_json::to_vec(&json!([good, bad])).unwrap();
+    let before = get_json(&endpoint, "/api/stats")["version"]
+        .as_u64()
+        .unwrap();
     assert_eq!(post(&server, &body, true), 206);
+    // The pages poll the version to know when to refresh.
+    let after = get_json(&endpoint, "/api/stats")["version"]
+        .as_u64()
+        .unwrap();
+    assert!(after > before, "{before} -> {after}");
     assert_eq!(post(&server, b"{not json", false), 400);
 
     let found = get_json(&endpoint, "/api/search?role=python-app");
@@ -278,6 +286,20 @@ fn other_exporters_gzip_arrays_and_rejections_with_their_reasons() {
         (Some(1), Some(2))
     );
     assert_eq!(stats["requests"], 2);
+
+    // A huge refused item is kept cut, not whole.
+    let mut huge = item(&server, "python-app", &"x".repeat(200_000));
+    huge["time"] = json!("yesterday");
+    let body = serde_json::to_vec(&json!([huge])).unwrap();
+    assert_eq!(post(&server, &body, false), 400);
+    let rejected = get_json(&endpoint, "/api/rejected");
+    let kept = rejected["rejected"][0]["item"].as_str().unwrap();
+    assert!(
+        kept.len() < 5 * 1024 && kept.ends_with("bytes in all: cut by the viewer)"),
+        "{}",
+        kept.len()
+    );
+    assert!(server.rejected().last().unwrap().item.is_string());
 }
 
 #[test]

@@ -499,9 +499,20 @@ impl Shared {
 
     /// Records one request and what it brought, and wakes the waiters.
     fn record(&self, request: RequestRecord, accepted: Vec<Value>, refused: Vec<RefusedItem>) {
-        if let Some(viewer) = &self.viewer {
-            viewer.record(&request, &accepted, &refused);
-        }
+        let refused = match &self.viewer {
+            Some(viewer) => {
+                // A long-running viewer keeps refused items cut to a bounded size.
+                let refused: Vec<RefusedItem> = refused
+                    .into_iter()
+                    .map(|(i, status, message, item, scripted)| {
+                        (i, status, message, viewer::bounded(item), scripted)
+                    })
+                    .collect();
+                viewer.record(&request, &accepted, &refused);
+                refused
+            }
+            None => refused,
+        };
         let mut state = self.lock();
         let request_index = state.dropped_requests + state.requests.len();
         state.requests.push(request);

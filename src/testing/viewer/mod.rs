@@ -106,7 +106,8 @@ impl ViewerBuilder {
 
     /// Starts the server on its own thread; it serves the Track API and the viewer on one port
     /// until dropped. The server's own lists ([`IngestionServer::envelopes`] and the like) keep
-    /// the same number of entries as the viewer, oldest dropped first.
+    /// the same number of entries as the viewer, oldest dropped first, and refused items larger
+    /// than 64 KiB of JSON are kept cut (a string with their first 4 KiB and their size).
     ///
     /// # Errors
     ///
@@ -158,6 +159,30 @@ pub async fn shutdown_signal() -> std::io::Result<()> {
     {
         tokio::signal::ctrl_c().await
     }
+}
+
+/// Largest refused item kept whole (compact JSON bytes): accepted items are at most this size,
+/// refused ones can be as large as a request.
+const MAX_KEPT_ITEM_BYTES: usize = 64 * 1024;
+/// How much of a larger refused item is kept.
+const CUT_ITEM_PREVIEW_BYTES: usize = 4 * 1024;
+
+/// A refused item as kept by a viewer: as received when it is at most 64 KiB of JSON, else a
+/// string with its first 4 KiB and its size.
+pub(crate) fn bounded(item: Value) -> Value {
+    let text = item.to_string();
+    if text.len() <= MAX_KEPT_ITEM_BYTES {
+        return item;
+    }
+    let mut cut = CUT_ITEM_PREVIEW_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Value::String(format!(
+        "{}… ({} bytes in all: cut by the viewer)",
+        &text[..cut],
+        text.len()
+    ))
 }
 
 /// The viewer's side of a server: its store, fed by the request handler.

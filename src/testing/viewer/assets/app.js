@@ -511,10 +511,14 @@ async function render(view, current, refresh) {
   if (state.busy) return;
   state.busy = true;
   try {
-    if (refresh && current.render !== search) view.replaceChildren();
-    const scroll = window.scrollY;
-    await current.render(view, refresh);
-    if (refresh) window.scrollTo(0, scroll);
+    if (refresh && current.render !== search) {
+      // Render off-page, then swap: no flash of an empty page, the scroll position stays.
+      const next = h('div');
+      await current.render(next, true);
+      fill(view, [...next.childNodes]);
+    } else {
+      await current.render(view, refresh);
+    }
   } catch (error) {
     fill(view, h('p', { class: 'error', role: 'alert' }, `Could not load this view: ${error.message}`));
   } finally {
