@@ -407,6 +407,9 @@ async fn main() -> Result<(), BoxError> {
     let from_env = std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .ok()
         .filter(|s| !s.trim().is_empty());
+    if serve.is_some() && from_env.is_some() {
+        println!("--serve: sending to the local viewer; APPLICATIONINSIGHTS_CONNECTION_STRING is not used.");
+    }
     let local = match (serve, from_env) {
         (Some(port), _) => Some(
             viewer::ViewerBuilder::new()

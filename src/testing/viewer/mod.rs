@@ -108,6 +108,7 @@ impl ViewerBuilder {
     /// until dropped. The server's own lists ([`IngestionServer::envelopes`] and the like) keep
     /// the same number of entries as the viewer, oldest dropped first, and refused items larger
     /// than 64 KiB of JSON are kept cut (a string with their first 4 KiB and their size).
+    /// [`IngestionServer::clear`] empties the server's lists, not what the viewer shows.
     ///
     /// # Errors
     ///

@@ -318,7 +318,8 @@ async function search(view, refresh) {
       data.items.map((i) => [
         clock(i.time_ms), badge(i.kind), role(i.role),
         i.operation_id ? h('a', { href: txHref(i.operation_id) }, summary(i)) : summary(i),
-        outcome(i), i.duration_ms === null ? '' : ms(i.duration_ms), txLink(i.operation_id, i.operation_id.slice(0, 8) || ''),
+        outcome(i), i.duration_ms === null ? '' : ms(i.duration_ms),
+        i.operation_id ? h('a', { href: txHref(i.operation_id), 'aria-label': `Transaction ${i.operation_id}` }, i.operation_id.slice(0, 8)) : '–',
       ]), 'No telemetry matches these filters.'));
 }
 
@@ -345,7 +346,7 @@ async function transaction(view, refresh, operationId) {
         item.depth ? h('span', { class: 'branch', 'aria-hidden': 'true' }, '└ ') : null,
         badge(item.kind), ' ', h('a', { href: `#item-${n}` }, shorten(summary(item), 90)))),
       h('td', {}, role(item.role)),
-      h('td', { class: 'timeline-cell' }, h('div', { class: 'timeline', 'aria-label': `starts at +${ms(item.time_ms - data.start_ms)}` }, bar)),
+      h('td', { class: 'timeline-cell' }, h('div', { class: 'timeline', role: 'img', 'aria-label': `starts at +${ms(item.time_ms - data.start_ms)}${item.duration_ms === null ? '' : `, lasts ${ms(item.duration_ms)}`}` }, bar)),
       h('td', {}, item.duration_ms === null ? '' : ms(item.duration_ms)),
       h('td', {}, outcome(item)));
   });
