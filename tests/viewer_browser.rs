@@ -46,9 +46,10 @@ fn chromium() -> Option<PathBuf> {
     })
 }
 
-/// Loads `url` in headless Chromium (fresh profile, no network but loopback, 5 s of virtual
-/// time for the page's script and its API calls) and returns the DOM it rendered.
-fn dump_dom(chromium: &PathBuf, url: &str) -> String {
+/// Loads `url` in headless Chromium (fresh profile, no network but loopback; with
+/// `virtual_time`, 5 s of virtual time for the page's script and its polling) and returns the
+/// DOM it rendered.
+fn dump_dom(chromium: &PathBuf, url: &str, virtual_time: bool) -> String {
     static RUN: AtomicUsize = AtomicUsize::new(0);
     let profile = std::env::temp_dir().join(format!(
         "viewer-browser-test-{}-{}",
@@ -68,7 +69,8 @@ fn dump_dom(chromium: &PathBuf, url: &str) -> String {
             "--disable-dev-shm-usage",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--virtual-time-budget=5000", "--dump-dom", url])
+        .args(virtual_time.then_some("--virtual-time-budget=5000"))
+        .args(["--dump-dom", url])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -131,6 +133,7 @@ fn every_view_renders_the_shop_in_a_real_browser() {
         let dom = dump_dom(
             &chromium,
             &format!("{base}{}", path.trim_start_matches('/')),
+            true,
         );
         assert!(!dom.contains("Could not load this view"), "{path}: {dom}");
         dom
@@ -230,6 +233,29 @@ fn every_view_renders_the_shop_in_a_real_browser() {
         "{rejected}"
     );
     assert!(rejected.contains("1 rejected"), "{rejected}");
+
+    // Without virtual time Chromium dumps the DOM as soon as the page has loaded: the first
+    // rendering must be complete by then (it starts from data embedded in the page).
+    let at_load = dump_dom(
+        &chromium,
+        &format!("{base}{}", examples[0].trim_start_matches('/')),
+        false,
+    );
+    for text in [
+        "shop.inventory",
+        "frontend::CheckoutFailed",
+        "could not reserve item 42",
+    ] {
+        assert!(
+            at_load.contains(text),
+            "at load, the transaction lacks {text:?}: {at_load}"
+        );
+    }
+    let map_at_load = dump_dom(&chromium, &format!("{base}map"), false);
+    assert!(
+        map_at_load.contains("shop.frontend") && map_at_load.contains("stock-cache"),
+        "{map_at_load}"
+    );
 
     let missing = page("/transactions/0000");
     assert!(

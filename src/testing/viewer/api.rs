@@ -178,11 +178,89 @@ pub(crate) fn route(store: &Store, method: &str, path: &str, query: &str, now_ms
                 };
             }
             if PAGES.contains(&path) || path.starts_with("/transactions/") {
-                return Reply::asset("text/html; charset=utf-8", INDEX_HTML);
+                return page(store, path, &params, now_ms);
             }
             Reply::error(404, "Not found")
         }
     }
+}
+
+/// A page: the HTML with the data its view starts from (the counters and the view's API
+/// answer, as `/api/...` would give them) in a `<script type="application/json">` block, so
+/// that the first rendering needs no request and is complete when the page has loaded.
+fn page(store: &Store, path: &str, params: &[(String, String)], now_ms: i64) -> Reply {
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    };
+    let (api_path, query) = match path {
+        "/" => ("/api/overview".to_owned(), "minutes=30".to_owned()),
+        "/search" => {
+            // The same filters the page's script sends, `minutes` turned into `since`.
+            let mut query: Vec<String> = [
+                "type",
+                "role",
+                "text",
+                "success",
+                "from",
+                "to",
+                "operation",
+                "exception",
+            ]
+            .iter()
+            .filter_map(|name| param(name).map(|v| format!("{name}={}", percent_encode(v))))
+            .collect();
+            if let Some(minutes) = param("minutes").and_then(|m| m.parse::<i64>().ok()) {
+                query.push(format!(
+                    "since={}",
+                    now_ms.saturating_sub(minutes.saturating_mul(60_000))
+                ));
+            }
+            ("/api/search".to_owned(), query.join("&"))
+        }
+        _ => match path.strip_prefix("/transactions/") {
+            Some(id) => (format!("/api/transactions/{id}"), String::new()),
+            None => (format!("/api{path}"), String::new()),
+        },
+    };
+    let view = route(store, "GET", &api_path, &query, now_ms);
+    let stats = route(store, "GET", "/api/stats", "", now_ms);
+    let mut preload = format!(
+        r#"{{"stats":{},"view":{{"status":{},"body":{}}}"#,
+        stats.body, view.status, view.body
+    );
+    if path == "/search" {
+        let roles = route(store, "GET", "/api/overview", "minutes=1", now_ms);
+        preload.push_str(&format!(r#","roles":{}"#, roles.body));
+    }
+    preload.push('}');
+    // `<` only occurs inside JSON strings, where `\u003c` means the same: the block cannot end
+    // early whatever the telemetry says.
+    let preload = preload.replace('<', "\\u003c");
+    let html = INDEX_HTML.replace(
+        "<!--preload-->",
+        &format!(r#"<script type="application/json" id="preload">{preload}</script>"#),
+    );
+    Reply {
+        status: 200,
+        content_type: "text/html; charset=utf-8",
+        body: html,
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Whether a `Host` header names the loopback interface (`127.0.0.1`, `localhost`, `[::1]`,
@@ -252,6 +330,8 @@ mod tests {
         );
         assert_eq!(percent_decode("%C3%A9t%C3%A9"), "été");
         assert_eq!(percent_decode("%"), "%");
+        let text = "a b&c=d/é%";
+        assert_eq!(percent_decode(&percent_encode(text)), text);
     }
 
     #[test]
@@ -287,5 +367,24 @@ mod tests {
         assert_eq!(route(&store, "GET", "/api/search", "from=a", 0).status, 400);
         let page = route(&store, "GET", "/transactions/abc", "", 0);
         assert!(page.content_type.starts_with("text/html"));
+        assert!(
+            page.body.contains(r#""view":{"status":404"#),
+            "{}",
+            page.body
+        );
+        let search = route(
+            &store,
+            "GET",
+            "/search",
+            "text=%3C/script%3E&minutes=5",
+            600_000,
+        );
+        assert!(search.body.contains(r#""roles":{"#), "{}", search.body);
+        assert!(!search.body.contains("</script></script>"));
+        for page in PAGES {
+            let reply = route(&store, "GET", page, "", 0);
+            assert!(reply.body.contains(r#"id="preload">{"stats":{"#), "{page}");
+            assert!(reply.body.contains(r#""view":{"status":200"#), "{page}");
+        }
     }
 }

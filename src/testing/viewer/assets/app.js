@@ -47,7 +47,31 @@ function s(tag, attrs, ...children) {
   return append(setAttrs(document.createElementNS(SVG_NS, tag), attrs), children);
 }
 
-async function api(path) {
+// The data the server embedded in the page for its first rendering (see api.rs `page`): used
+// once, so that the first view needs no request; refreshes fetch.
+const PRELOAD = (() => {
+  try {
+    return JSON.parse(document.getElementById('preload').textContent);
+  } catch (_) {
+    return {};
+  }
+})();
+
+function preloaded(key) {
+  const value = PRELOAD[key];
+  delete PRELOAD[key];
+  return value;
+}
+
+async function api(path, key) {
+  const early = key ? preloaded(key) : undefined;
+  if (early !== undefined) {
+    if (key !== 'view') return early;
+    if (early.status === 200) return early.body;
+    const error = new Error(early.body.error || `${path} answered ${early.status}`);
+    error.status = early.status;
+    throw error;
+  }
   const response = await fetch(path, { cache: 'no-store' });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) {
@@ -135,7 +159,7 @@ function card(label, value, href, bad) {
 // ---- Views ---------------------------------------------------------------------------------
 
 async function overview(view) {
-  const data = await api('/api/overview?minutes=30');
+  const data = await api('/api/overview?minutes=30', 'view');
   const sum = (f) => data.roles.reduce((n, r) => n + f(r), 0);
   const requests = sum((r) => r.requests.count);
   const failed = sum((r) => r.requests.failed);
@@ -195,7 +219,7 @@ function rateChart(points) {
 }
 
 async function map(view) {
-  const data = await api('/api/map');
+  const data = await api('/api/map', 'view');
   if (!data.nodes.length) {
     add(view, h('p', { class: 'empty' }, 'No telemetry yet: the map appears when requests and dependencies arrive.'));
     return;
@@ -287,7 +311,7 @@ const TIME_WINDOWS = [['', 'Any time'], ['5', 'Last 5 minutes'], ['30', 'Last 30
 async function search(view, refresh) {
   const params = new URLSearchParams(location.search);
   if (!refresh) {
-    const roles = (await api('/api/overview?minutes=1')).roles.map((r) => r.name);
+    const roles = (await api('/api/overview?minutes=1', 'roles')).roles.map((r) => r.name);
     const field = (label, control) => h('div', { class: 'field' }, h('label', { for: control.id }, label), control);
     const select = (name, options) => {
       const el = h('select', { id: `f-${name}`, name }, options.map(([v, t]) => h('option', { value: v }, t)));
@@ -310,7 +334,7 @@ async function search(view, refresh) {
   for (const key of ['type', 'role', 'text', 'success', 'from', 'to', 'operation', 'exception']) if (params.get(key)) query.set(key, params.get(key));
   const minutes = Number(params.get('minutes'));
   if (minutes > 0) query.set('since', String(Date.now() - minutes * 60000));
-  const data = await api(`/api/search?${query}`);
+  const data = await api(`/api/search?${query}`, 'view');
   const results = view.querySelector('#results');
   fill(results, 
     h('p', { class: 'count' }, `${data.total} matching item${data.total === 1 ? '' : 's'}${data.total > data.items.length ? `, newest ${data.items.length} shown` : ''}.`),
@@ -326,7 +350,7 @@ async function search(view, refresh) {
 async function transaction(view, refresh, operationId) {
   let data;
   try {
-    data = await api(`/api/transactions/${encodeURIComponent(operationId)}`);
+    data = await api(`/api/transactions/${encodeURIComponent(operationId)}`, 'view');
   } catch (error) {
     if (error.status !== 404) throw error;
     fill(view, h('p', { class: 'empty' }, `No item of operation ${operationId} is stored: it has not arrived yet, or it was evicted.`));
@@ -385,7 +409,7 @@ function details(item, n) {
 }
 
 async function failures(view) {
-  const data = await api('/api/failures');
+  const data = await api('/api/failures', 'view');
   const rate = (g) => `${g.failed} of ${g.total}`;
   fill(view, 
     h('section', { 'aria-labelledby': 'ops-h' },
@@ -408,7 +432,7 @@ async function failures(view) {
 }
 
 async function metrics(view) {
-  const data = await api('/api/metrics');
+  const data = await api('/api/metrics', 'view');
   if (!data.metrics.length) {
     fill(view, h('p', { class: 'empty' }, 'No custom metrics yet.'));
     return;
@@ -452,7 +476,7 @@ function metricChart(metric) {
 }
 
 async function rejected(view) {
-  const data = await api('/api/rejected');
+  const data = await api('/api/rejected', 'view');
   fill(view, 
     h('p', { class: 'hint' }, 'Items the ingestion contract refused, newest first, with the reason the endpoint answered. Azure Monitor would drop them too.'),
     table('Rejected items', ['Received', 'Status', 'Reason', 'Item'],
@@ -483,7 +507,7 @@ function route() {
 const state = { version: null, busy: false, paused: false };
 
 async function stats() {
-  const st = await api('/api/stats');
+  const st = await api('/api/stats', 'stats');
   const text = `${st.stored} of ${st.capacity} items kept · ${st.evicted} evicted · ${st.rejected} rejected · ${st.requests} track requests`;
   const line = document.getElementById('stats');
   // Only on change: the line is a polite live region.
