@@ -260,3 +260,38 @@ impl Hub {
 }
 
 pub(crate) use api::Reply;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn refused_items_are_kept_whole_up_to_64_kib_then_cut_on_a_char_boundary() {
+        let small = json!({"message": "é".repeat(100)});
+        assert_eq!(bounded(small.clone()), small);
+        let huge = json!({"message": "é".repeat(40_000)});
+        let Value::String(cut) = bounded(huge) else {
+            panic!("a huge item is kept as a string");
+        };
+        assert!(cut.len() < CUT_ITEM_PREVIEW_BYTES + 100, "{}", cut.len());
+        assert!(cut.starts_with("{\"message\":\"éé"));
+        assert!(
+            cut.ends_with("(80014 bytes in all: cut by the viewer)"),
+            "{cut}"
+        );
+    }
+
+    #[test]
+    fn only_loopback_addresses_go_without_a_warning() {
+        assert_eq!(
+            exposure_warning(SocketAddr::from(([127, 0, 0, 1], 1))),
+            None
+        );
+        assert_eq!(exposure_warning("[::1]:1".parse().unwrap()), None);
+        let warning = exposure_warning(SocketAddr::from(([0, 0, 0, 0], 4390)));
+        assert!(warning
+            .is_some_and(|w| w.contains("0.0.0.0:4390") && w.contains("without authentication")));
+    }
+}
