@@ -14,6 +14,11 @@
 //! Insights resource. Without it, the demo starts the crate's local ingestion server, which
 //! checks every item against the Track-API contract, and prints what Azure Monitor would show:
 //! the application map and one end-to-end transaction across both services with its log lines.
+//!
+//! With `--serve [--port N]` (default port 4390) it sends to the local viewer instead
+//! (`testing::viewer`): after the demo's traffic it keeps the ingestion endpoint and the viewer's
+//! pages up at `http://127.0.0.1:N/` until Ctrl-C or SIGTERM, and prints a connection string
+//! with which any other program can send to it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -33,7 +38,7 @@ use opentelemetry::trace::{
     FutureExt, Span as _, SpanKind, Status, TraceContextExt, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_azure_monitor::testing::IngestionServer;
+use opentelemetry_azure_monitor::testing::{viewer, IngestionServer};
 use opentelemetry_azure_monitor::{LogExporter, MetricExporter, SpanExporter};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
@@ -368,14 +373,56 @@ async fn checkout(
     Ok(())
 }
 
+/// `--serve [--port N]`: the port to serve the viewer on, if asked.
+fn serve_port() -> Result<Option<u16>, BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut port = None;
+    let mut serve = false;
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--serve" => serve = true,
+            "--port" => {
+                let value = rest.next().ok_or("--port needs a number")?;
+                port = Some(value.parse().map_err(|_| {
+                    format!("--port needs a number from 0 to 65535, not {value:?}")
+                })?);
+            }
+            other => {
+                return Err(
+                    format!("unknown argument {other:?}; usage: demo [--serve [--port N]]").into(),
+                )
+            }
+        }
+    }
+    if port.is_some() && !serve {
+        return Err("--port goes with --serve".into());
+    }
+    Ok(serve.then(|| port.unwrap_or(viewer::DEFAULT_PORT)))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
+    let serve = serve_port()?;
     let from_env = std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .ok()
         .filter(|s| !s.trim().is_empty());
-    let local = match from_env {
-        Some(_) => None,
-        None => Some(IngestionServer::start()?),
+    if serve.is_some() && from_env.is_some() {
+        println!("--serve: sending to the local viewer; APPLICATIONINSIGHTS_CONNECTION_STRING is not used.");
+    }
+    let local = match (serve, from_env) {
+        (Some(port), _) => Some(
+            viewer::ViewerBuilder::new()
+                .with_port(port)
+                .start()
+                .map_err(|e| {
+                    format!(
+                        "cannot serve the viewer on 127.0.0.1:{port}: {e} (choose another --port)"
+                    )
+                })?,
+        ),
+        (None, Some(_)) => None,
+        (None, None) => Some(IngestionServer::start()?),
     };
     let connection_string = local.as_ref().map(IngestionServer::connection_string);
 
@@ -396,6 +443,16 @@ async fn main() -> Result<(), BoxError> {
     done.await??;
 
     match local {
+        Some(server) if serve.is_some() => {
+            print_local(&server);
+            println!(
+                "\nViewer: {}\nSend from any program with\n  APPLICATIONINSIGHTS_CONNECTION_STRING=\"{}\"\nServing until Ctrl-C or SIGTERM.",
+                server.viewer_url().unwrap_or_default(),
+                server.connection_string()
+            );
+            viewer::shutdown_signal().await?;
+            println!("Stopped.");
+        }
         Some(server) => print_local(&server),
         None => println!(
             "Sent to Azure Monitor. Open the Application Insights resource: Application map, \

@@ -17,6 +17,10 @@
 //! opentelemetry-azure-monitor = { version = "0.1", features = ["testing"] }
 //! ```
 //!
+//! The [`viewer`] module starts the same server with web pages that show what it received the
+//! way the Azure portal does (application map, transactions, failures, metrics): a local
+//! Application Insights for any program on the machine.
+//!
 //! The server runs on its own thread with its own Tokio runtime, so it works the same from plain
 //! `#[test]`s and from `#[tokio::test]`s of any flavour. It stops when it is dropped.
 //!
@@ -188,6 +192,7 @@
 mod live;
 mod server;
 mod validate;
+pub mod viewer;
 
 pub use live::{LiveFault, LiveOperation, LiveRequest, LiveServer};
 
@@ -224,8 +229,22 @@ impl IngestionServer {
     ///
     /// When the port cannot be bound, or the thread or its runtime cannot be created.
     pub fn start() -> std::io::Result<Self> {
-        let shared = std::sync::Arc::new(Shared::default());
-        let (addr, stop, thread) = server::start(std::sync::Arc::clone(&shared))?;
+        Self::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), None, None)
+    }
+
+    /// Starts a server on `addr`, serving the viewer's routes too when `viewer` is given, and
+    /// keeping at most `limit` entries in each of its lists when one is given.
+    fn start_with(
+        addr: SocketAddr,
+        viewer: Option<std::sync::Arc<viewer::Hub>>,
+        limit: Option<usize>,
+    ) -> std::io::Result<Self> {
+        let shared = std::sync::Arc::new(Shared {
+            viewer,
+            limit,
+            ..Shared::default()
+        });
+        let (addr, stop, thread) = server::start(std::sync::Arc::clone(&shared), addr)?;
         Ok(IngestionServer {
             shared,
             addr,
@@ -248,6 +267,15 @@ impl IngestionServer {
             INSTRUMENTATION_KEY,
             self.endpoint()
         )
+    }
+
+    /// The viewer's URL, `http://127.0.0.1:PORT/`, when the server was started by
+    /// [`ViewerBuilder`](viewer::ViewerBuilder); `None` otherwise.
+    pub fn viewer_url(&self) -> Option<String> {
+        self.shared
+            .viewer
+            .as_ref()
+            .map(|_| format!("{}/", self.endpoint()))
     }
 
     /// The instrumentation key the server expects in every envelope's `iKey` (a fixed test
@@ -356,6 +384,7 @@ impl IngestionServer {
         state.envelopes.clear();
         state.rejected.clear();
         state.requests.clear();
+        state.dropped_requests = 0;
         state.faults.clear();
     }
 }
@@ -512,6 +541,10 @@ pub fn validate_envelope(envelope: &Value) -> Result<(), String> {
 struct Shared {
     state: Mutex<State>,
     changed: Condvar,
+    /// The viewer fed by this server and serving its pages, if any.
+    viewer: Option<std::sync::Arc<viewer::Hub>>,
+    /// Most entries kept in each list of [`State`] (oldest dropped first); `None`: all.
+    limit: Option<usize>,
 }
 
 #[derive(Default)]
@@ -519,6 +552,8 @@ struct State {
     envelopes: Vec<Value>,
     rejected: Vec<Rejection>,
     requests: Vec<RequestRecord>,
+    /// Requests dropped from the front of `requests` by the limit.
+    dropped_requests: usize,
     faults: VecDeque<Fault>,
     token_check: Option<TokenChecker>,
 }
@@ -558,8 +593,22 @@ impl Shared {
 
     /// Records one request and what it brought, and wakes the waiters.
     fn record(&self, request: RequestRecord, accepted: Vec<Value>, refused: Vec<RefusedItem>) {
+        let refused = match &self.viewer {
+            Some(viewer) => {
+                // A long-running viewer keeps refused items cut to a bounded size.
+                let refused: Vec<RefusedItem> = refused
+                    .into_iter()
+                    .map(|(i, status, message, item, scripted)| {
+                        (i, status, message, viewer::bounded(item), scripted)
+                    })
+                    .collect();
+                viewer.record(&request, &accepted, &refused);
+                refused
+            }
+            None => refused,
+        };
         let mut state = self.lock();
-        let request_index = state.requests.len();
+        let request_index = state.dropped_requests + state.requests.len();
         state.requests.push(request);
         state.envelopes.extend(accepted);
         state.rejected.extend(refused.into_iter().map(
@@ -572,6 +621,23 @@ impl Shared {
                 scripted,
             },
         ));
+        if let Some(limit) = self.limit {
+            // Drop in batches, so that keeping the limit costs O(1) per item on average.
+            let slack = limit / 8 + 1;
+            if state.envelopes.len() > limit + slack {
+                let excess = state.envelopes.len() - limit;
+                state.envelopes.drain(..excess);
+            }
+            if state.rejected.len() > limit + slack {
+                let excess = state.rejected.len() - limit;
+                state.rejected.drain(..excess);
+            }
+            if state.requests.len() > limit + slack {
+                let excess = state.requests.len() - limit;
+                state.requests.drain(..excess);
+                state.dropped_requests += excess;
+            }
+        }
         drop(state);
         self.changed.notify_all();
     }

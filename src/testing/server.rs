@@ -36,8 +36,9 @@ const TRACK_PATHS: &[&str] = &["/v2.1/track", "/v2/track"];
 /// Starts the server thread. Returns the bound address, the stop signal and the thread.
 pub(crate) fn start(
     shared: Arc<Shared>,
+    addr: SocketAddr,
 ) -> io::Result<(SocketAddr, watch::Sender<bool>, JoinHandle<()>)> {
-    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -166,6 +167,20 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Aborted> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    if let Some(viewer) = shared
+        .viewer
+        .as_ref()
+        .filter(|_| !TRACK_PATHS.contains(&path.as_str()))
+    {
+        let host = header_text(request.headers(), &header::HOST);
+        let reply = viewer.respond(
+            method.as_str(),
+            &path,
+            request.uri().query().unwrap_or(""),
+            host.as_deref(),
+        );
+        return Ok(viewer_response(reply, method == Method::HEAD));
+    }
     let headers = request.headers().clone();
     let raw = match Limited::new(request.into_body(), MAX_BODY_BYTES)
         .collect()
@@ -441,6 +456,33 @@ fn track_response(received: usize, accepted: usize, errors: Vec<String>) -> Byte
         r#"{{"itemsReceived":{received},"itemsAccepted":{accepted},"errors":[{}]}}"#,
         errors.join(",")
     ))
+}
+
+/// A viewer reply as an HTTP response; its pages may load only their own assets.
+fn viewer_response(reply: super::viewer::Reply, head: bool) -> Response<Full<Bytes>> {
+    let body = if head {
+        Bytes::new()
+    } else {
+        Bytes::from(reply.body)
+    };
+    let mut response = respond(reply.status, body, &[]);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    response
 }
 
 fn respond(status: u16, body: Bytes, headers: &[(HeaderName, String)]) -> Response<Full<Bytes>> {
