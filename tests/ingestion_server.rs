@@ -1197,3 +1197,31 @@ fn the_server_can_be_shared_between_threads() {
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     assert!(waiter.join().expect("waiter"));
 }
+
+/// The server is its own `LiveEndpoint`: a Live Metrics client pointed at it (as the one-call
+/// setup's is) gets "no portal session is watching", and its pings are not track requests.
+#[tokio::test]
+async fn answers_live_metrics_as_not_watched_and_names_itself_as_live_endpoint() {
+    let server = IngestionServer::start().expect("server");
+    let cs: opentelemetry_azure_monitor::ConnectionString = server
+        .connection_string()
+        .parse()
+        .expect("connection string");
+    assert_eq!(cs.live_endpoint(), server.endpoint());
+    let client = reqwest::Client::new();
+    for operation in ["ping", "post"] {
+        let response = client
+            .post(format!(
+                "{}/QuickPulseService.svc/{operation}?api-version=2024-04-01-preview&ikey={}",
+                server.endpoint(),
+                server.instrumentation_key()
+            ))
+            .body("{}")
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-ms-qps-subscribed"], "false");
+    }
+    assert!(server.requests().is_empty());
+}

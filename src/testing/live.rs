@@ -243,8 +243,9 @@ impl LiveServer {
     /// `ingestion`'s connection string with `LiveEndpoint` set to this server.
     pub fn connection_string(&self, ingestion: &IngestionServer) -> String {
         format!(
-            "{};LiveEndpoint={}",
-            ingestion.connection_string(),
+            "InstrumentationKey={};IngestionEndpoint={};LiveEndpoint={}",
+            ingestion.instrumentation_key(),
+            ingestion.endpoint(),
             self.endpoint()
         )
     }

@@ -32,6 +32,11 @@ const MAX_ITEMS: usize = 64_000;
 const GRACE: Duration = Duration::from_secs(1);
 /// The track paths the service answers on.
 const TRACK_PATHS: &[&str] = &["/v2.1/track", "/v2/track"];
+/// The Live Metrics paths. The server's connection string names the server itself as
+/// `LiveEndpoint`, so that a Live Metrics client pointed at it talks to loopback only; it
+/// answers "no portal session is watching", and the client keeps pinging. (The scriptable fake
+/// is [`LiveServer`](super::LiveServer).)
+const LIVE_PATHS: &[&str] = &["/QuickPulseService.svc/ping", "/QuickPulseService.svc/post"];
 
 /// Starts the server thread. Returns the bound address, the stop signal and the thread.
 pub(crate) fn start(
@@ -167,6 +172,14 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Aborted> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    if LIVE_PATHS.contains(&path.as_str()) {
+        let mut response = respond(200, Bytes::new(), &[]);
+        response.headers_mut().insert(
+            HeaderName::from_static("x-ms-qps-subscribed"),
+            HeaderValue::from_static("false"),
+        );
+        return Ok(response);
+    }
     if let Some(viewer) = shared
         .viewer
         .as_ref()
