@@ -27,7 +27,7 @@ pub use logs::{LogExporter, LogExporterBuilder};
 pub use metrics::{MetricExporter, MetricExporterBuilder};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
-pub use transmit::RetryPolicy;
+pub use transmit::{DeliveryReport, RetryPolicy};
 
 #[cfg(feature = "testing")]
 pub mod testing;

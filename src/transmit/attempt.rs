@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use super::encode::{Body, EncodedItems, Gzip};
 use super::gate::*;
 use super::outcome::{classify, Outcome};
+use super::report::Tally;
 use super::retry::RetryPolicy;
+use super::storage::Lease;
 use crate::error::TransmitError;
 
 /// Most consecutive redirects followed for one request (as the JS and Java exporters).
@@ -151,10 +153,11 @@ pub(super) struct Rejections {
 }
 
 impl Rejections {
-    pub(super) fn add(&mut self, items: usize, status: u16, message: &str) {
+    pub(super) fn add(&mut self, tally: &Tally, items: usize, status: u16, message: &str) {
         if items == 0 {
             return;
         }
+        tally.rejected(items);
         opentelemetry::otel_warn!(
             name: "AzureMonitor.Transmit.Rejected",
             message = "the ingestion service rejected telemetry items; they were dropped",
@@ -192,18 +195,37 @@ impl Shared {
             .map_err(|e| format!("could not compress the request: {e}"))
     }
 
-    /// Delivers one export: [`deliver`](Self::deliver) with the retry policy; what is left
-    /// undelivered goes to storage, and the endpoint then counts as failing. A delivery that got
-    /// everything through (or refused) closes the circuit and wakes the replay task.
-    pub(super) async fn deliver_job(
+    /// Delivers one export: [`deliver`](Self::deliver) with the retry policy. What is left is
+    /// for [`finish_export`](Self::finish_export).
+    pub(super) async fn deliver_export(
         &self,
         items: &EncodedItems,
         deadline: Instant,
         abort: watch::Receiver<bool>,
-    ) -> Result<(), TransmitError> {
+    ) -> Delivery {
         let backoff = self.retry.backoff(fastrand::Rng::new());
-        let delivery = self.deliver(items, deadline, abort, backoff).await;
+        self.deliver(items, deadline, abort, backoff).await
+    }
+
+    /// Settles one export's delivery: what is left undelivered goes to storage (into `held`,
+    /// the file written when the export was handed off, if there is one), and the endpoint
+    /// then counts as failing. A delivery that got everything through (or refused) closes the
+    /// circuit and wakes the replay task.
+    ///
+    /// # Errors
+    ///
+    /// As [`undeliverable`](Self::undeliverable), and [`TransmitError::Rejected`] when the
+    /// service refused items.
+    pub(super) fn finish_export(
+        &self,
+        items: &EncodedItems,
+        delivery: Delivery,
+        held: Option<Lease>,
+    ) -> Result<(), TransmitError> {
         if delivery.pending.is_empty() {
+            if let Some(lease) = held {
+                self.gate.settle(lease, items, Vec::new());
+            }
             self.gate.set_healthy();
             if self.gate.storage.is_some() {
                 self.gate.wake.notify_one();
@@ -214,7 +236,13 @@ impl Shared {
         // items, not a shutdown).
         let failing = !delivery.answered && delivery.stopped != Some(Stop::Shutdown);
         let reason = delivery.reason.clone();
-        let result = self.undeliverable(items, delivery.pending, delivery.reason);
+        let result = match held {
+            Some(lease) => {
+                self.gate.settle(lease, items, delivery.pending);
+                Ok(())
+            }
+            None => self.undeliverable(items, delivery.pending, delivery.reason),
+        };
         if failing {
             self.gate.set_failing(&reason);
         }
@@ -298,10 +326,14 @@ impl Shared {
                         again.push(body);
                     }
                     Attempt::Failed(why) => {
+                        self.gate.tally.failed(&why);
                         reason = why;
                         again.push(body);
                     }
-                    Attempt::Answered(Outcome::Accepted) => answered = true,
+                    Attempt::Answered(Outcome::Accepted) => {
+                        answered = true;
+                        self.gate.tally.accepted(body.items.len());
+                    }
                     Attempt::Answered(Outcome::Partial {
                         retry,
                         rejected,
@@ -309,9 +341,15 @@ impl Shared {
                     }) => {
                         answered = true;
                         let mut refused = rejected.iter().filter(|r| r.0 < body.items.len());
+                        let mut refused_count = 0;
                         if let Some((_, status, message)) = refused.next() {
-                            rejections.add(1 + refused.count(), *status, message);
+                            refused_count = 1 + refused.count();
+                            rejections.add(&self.gate.tally, refused_count, *status, message);
                         }
+                        let retried = retry.iter().filter(|p| **p < body.items.len()).count();
+                        self.gate
+                            .tally
+                            .accepted(body.items.len().saturating_sub(retried + refused_count));
                         let before = again_items.len();
                         again_items.extend(retry.iter().filter_map(|p| body.items.get(*p)));
                         if again_items.len() > before {
@@ -322,22 +360,25 @@ impl Shared {
                                 "partial success, {} items failed with a retryable status",
                                 again_items.len() - before
                             );
+                            self.gate.tally.failed(&reason);
                         }
                     }
                     Attempt::Answered(Outcome::RetryAll { after, reason: why }) => {
                         if let Some(after) = after {
                             self.gate.pause(after);
                         }
+                        self.gate.tally.failed(&why);
                         reason = why;
                         again.push(body);
                     }
                     Attempt::Answered(Outcome::Rejected { status, message }) => {
                         answered = true;
-                        rejections.add(body.items.len(), status, &message);
+                        rejections.add(&self.gate.tally, body.items.len(), status, &message);
                     }
                     Attempt::Answered(Outcome::Redirect(location)) => {
                         // `post` follows redirects itself; this is not reached.
                         rejections.add(
+                            &self.gate.tally,
                             body.items.len(),
                             307,
                             &format!("unfollowed redirect to {location}"),
@@ -369,7 +410,7 @@ impl Shared {
             }
             let give_up = if let Some(why) = failed_compression {
                 Some(why)
-            } else if self.gate.is_failing() {
+            } else if self.gate.is_failing() && !self.gate.is_draining() {
                 Some(format!(
                     "the ingestion endpoint is failing; last failure: {reason}"
                 ))
@@ -440,6 +481,7 @@ impl Shared {
             Err(why) if self.gate.storage.is_some() => format!("{reason}; {why}"),
             Err(_) => reason,
         };
+        self.gate.tally.dropped(pending.len());
         opentelemetry::otel_debug!(
             name: "AzureMonitor.Transmit.Undelivered",
             items = pending.len(),

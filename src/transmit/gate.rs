@@ -2,14 +2,15 @@
 //! "circuit", open after a delivery failed for a reason that may pass) and the service's latest
 //! `Retry-After`, and the one place that writes undelivered items to offline storage.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
 use super::encode::EncodedItems;
-use super::storage::Storage;
+use super::report::Tally;
+use super::storage::{Lease, Storage};
 
 /// The longest pause a `Retry-After` can impose (as the JS exporter): a garbage value must not
 /// silence the exporter for the rest of the process.
@@ -42,8 +43,11 @@ pub(super) struct Gate {
     pub(super) wake: Notify,
     /// Set with a wake-up when something was stored: the replay task waits a backoff first.
     pub(super) stored: AtomicBool,
-    /// Items dropped so far because the queue was full and they could not be stored.
-    pub(super) dropped: AtomicU64,
+    /// What became of the items so far (for the [`DeliveryReport`](super::DeliveryReport)).
+    pub(super) tally: Arc<Tally>,
+    /// The exporter is shutting down and drains: deliveries keep trying until their deadline
+    /// even while the circuit is open.
+    pub(super) draining: AtomicBool,
     /// Deliveries handed off after their export returned and still running: while there are
     /// any, an empty storage does not mean the endpoint recovered.
     pub(super) handed_off: AtomicUsize,
@@ -52,12 +56,13 @@ pub(super) struct Gate {
 impl Gate {
     pub(super) fn new(storage: Option<Arc<Storage>>) -> Self {
         Gate {
-            storage,
+            storage: storage.clone(),
             failing: AtomicBool::new(false),
             paused_until: Mutex::new(None),
             wake: Notify::new(),
             stored: AtomicBool::new(false),
-            dropped: AtomicU64::new(0),
+            tally: Arc::new(Tally::new(storage.clone())),
+            draining: AtomicBool::new(false),
             handed_off: AtomicUsize::new(0),
         }
     }
@@ -130,6 +135,7 @@ impl Gate {
         match storage.store(items, pending) {
             Ok(stored) => {
                 opentelemetry::otel_debug!(name: "AzureMonitor.Storage.Stored", items = stored);
+                self.tally.stored(stored);
                 self.stored.store(true, Ordering::Release);
                 self.wake.notify_one();
                 Ok(stored)
@@ -143,5 +149,67 @@ impl Gate {
                 Err(format!("offline storage failed: {e}"))
             }
         }
+    }
+
+    /// Writes all of `items` to storage while their delivery still runs (an export handed off
+    /// before its answer came): taken until `hold` from now, given back by
+    /// [`settle`](Self::settle) when the delivery ends. From here on the items are on disk,
+    /// whatever happens to the process. `None` without storage or when the write failed.
+    pub(super) fn hold(&self, items: &EncodedItems, hold: Duration) -> Option<Lease> {
+        let storage = self.storage.as_ref()?;
+        match storage.hold(items, 0..items.len(), hold) {
+            Ok(lease) => {
+                self.tally.stored(items.len());
+                lease
+            }
+            Err(e) => {
+                opentelemetry::otel_warn!(
+                    name: "AzureMonitor.Storage.WriteFailed",
+                    message = "telemetry could not be written to offline storage",
+                    error = e.to_string()
+                );
+                None
+            }
+        }
+    }
+
+    /// Gives back a stored file taken for sending (`lease`, holding `items`) once its delivery
+    /// ended with `pending` (indices into `items`) still undelivered: removed when nothing is
+    /// left, given back whole (not before the service's `Retry-After`) or rewritten with what is
+    /// left.
+    pub(super) fn settle(&self, lease: Lease, items: &EncodedItems, mut pending: Vec<usize>) {
+        let Some(storage) = &self.storage else {
+            return;
+        };
+        pending.sort_unstable();
+        pending.dedup();
+        pending.retain(|&i| i < items.len());
+        if pending.is_empty() {
+            storage.remove(lease);
+            return;
+        }
+        if pending.len() == items.len() {
+            // Other processes wait for the `Retry-After` too; this one does anyway, and a
+            // shutdown's drain must find the file to send it when the pause ends.
+            let until = self
+                .paused_for(Instant::now())
+                .filter(|_| !self.is_draining())
+                .and_then(|rest| std::time::SystemTime::now().checked_add(rest));
+            storage.release(lease, until);
+        } else if let Err(e) = storage.replace(lease, items, &pending) {
+            // The lease runs out and the whole file is sent again: its delivered items twice.
+            opentelemetry::otel_warn!(
+                name: "AzureMonitor.Storage.WriteFailed",
+                message = "telemetry could not be written to offline storage",
+                error = e.to_string()
+            );
+        }
+        self.stored.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// Whether the exporter is shutting down and drains what is left.
+    pub(super) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }

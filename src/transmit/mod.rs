@@ -14,6 +14,8 @@
 //! - [`attempt`]: one delivery: posts, retries, redirects ([`attempt::Shared::request`] builds
 //!   the HTTP request).
 //! - [`replay`]: stored data sent again while the exporter runs.
+//! - [`drain`]: what a shutdown does: deliver everything left within its deadline.
+//! - [`report`]: the counters behind the public [`DeliveryReport`].
 //! - [`storage`]: offline storage of what could not be delivered, sent again later.
 //!
 //! With offline [`Storage`](storage::Storage), nothing retryable is lost:
@@ -32,16 +34,19 @@
 //!   passes.
 
 pub(crate) mod attempt;
+pub(crate) mod drain;
 pub(crate) mod encode;
 pub(crate) mod gate;
 pub(crate) mod handoff;
 pub(crate) mod outcome;
 pub(crate) mod queue;
 pub(crate) mod replay;
+pub(crate) mod report;
 pub(crate) mod retry;
 pub(crate) mod storage;
 pub(crate) mod worker;
 
+pub use report::DeliveryReport;
 pub use retry::RetryPolicy;
 
 pub(crate) use encode::{encode, encode_counted, EncodedItems};

@@ -24,13 +24,6 @@ use super::storage::Storage;
 use super::worker::*;
 use crate::error::TransmitError;
 
-/// How long an export waits for its delivery when offline storage is on. Past it, the export
-/// returns `Ok` (the worker owns the items and delivers or stores them) and the endpoint counts
-/// as failing until it answers. The SDK's batch processors export one batch at a time and drop
-/// what arrives while their queue (2048 by default) is full, so an export must not hold them:
-/// at 2000 items per second, half a second fills half the queue.
-pub(super) const HANDOFF: Duration = Duration::from_millis(500);
-
 /// Exports waiting for the worker; when full, [`Transmitter::send`] fails instead of blocking.
 pub(super) const QUEUE_CAPACITY: usize = 16;
 
@@ -38,9 +31,12 @@ pub(super) const QUEUE_CAPACITY: usize = 16;
 /// aborted, so that the shutdown returns within its timeout.
 pub(super) const MAX_SHUTDOWN_MARGIN: Duration = Duration::from_millis(100);
 
-/// With storage, aborted work is written to disk after the abort: up to half of a shutdown's
-/// timeout, at most this much, is kept for it.
-pub(super) const MAX_STORING_MARGIN: Duration = Duration::from_secs(1);
+/// With storage, a shutdown drains until its timeout less this margin (or a fifth of the
+/// timeout, if less), kept to write aborted work to disk and end the thread. The SDK's batch
+/// processors give the exporter's `shutdown` 5 s but count their own last export (at most the
+/// 500 ms hand-off) into the same 5 s: 750 ms keeps the sum below 5 s, and leaves the drain
+/// 4.25 s, enough to wait out a `Retry-After: 2` twice after the hand-off of a `force_flush`.
+pub(super) const MAX_STORING_MARGIN: Duration = Duration::from_millis(750);
 
 /// How long dropping a transmitter that was not shut down waits for its thread to end.
 pub(super) const DROP_JOIN_WAIT: Duration = Duration::from_secs(1);
@@ -122,8 +118,9 @@ pub(super) enum Control {
         reply: std_mpsc::SyncSender<()>,
     },
     /// Accept no more jobs, finish the queued and running ones, abort what is left at
-    /// `abort_at`, then end the thread.
-    Stop { abort_at: Instant },
+    /// `abort_at`, then end the thread. With `drain` (a shutdown, not a drop), also send what
+    /// is stored until `abort_at` and log what became of it (see [`super::drain`]).
+    Stop { abort_at: Instant, drain: bool },
 }
 
 impl Transmitter {
@@ -136,6 +133,11 @@ impl Transmitter {
             .bodies(items, 0..items.len())
             .map(|bodies| bodies.into_iter().map(|b| b.gzip).collect())
             .unwrap_or_default()
+    }
+
+    /// A handle on what became of the items sent so far.
+    pub(crate) fn delivery_report(&self) -> super::DeliveryReport {
+        super::DeliveryReport::new(Arc::clone(&self.gate.tally))
     }
 
     /// Whether [`shutdown`](Self::shutdown) was called: no more sends are accepted.
@@ -297,12 +299,7 @@ impl Transmitter {
         match self.gate.keep(items, 0..count) {
             Ok(_) => Ok(()),
             Err(why) => {
-                let count64 = u64::try_from(count).unwrap_or(u64::MAX);
-                let total = self
-                    .gate
-                    .dropped
-                    .fetch_add(count64, Ordering::Relaxed)
-                    .saturating_add(count64);
+                let total = self.gate.tally.dropped(count);
                 opentelemetry::otel_warn!(
                     name: "AzureMonitor.Transmit.QueueFull",
                     message = "too many exports are waiting for delivery and the telemetry could not be stored; it was dropped",
@@ -338,10 +335,12 @@ impl Transmitter {
         }
     }
 
-    /// Stops accepting exports, lets queued and in-flight ones finish, aborts what is still
-    /// running before `timeout` (with storage, at half of it at the latest, and those items are
-    /// stored; without, those exports fail with [`TransmitError::Undelivered`]), lets the replay
-    /// task give back the file it is sending, stops the worker and joins its thread.
+    /// Stops accepting exports and drains (see [`super::drain`]) until `timeout` less a margin
+    /// to wind down (with storage, a fifth of it, at most [`MAX_STORING_MARGIN`]; without,
+    /// a fifth, at most [`MAX_SHUTDOWN_MARGIN`]): queued, in-flight and handed-off exports are
+    /// delivered with retries, then what is on disk. At the deadline, what is still running is
+    /// aborted (with storage, those items are stored; without, those exports fail with
+    /// [`TransmitError::Undelivered`]); then the worker stops and its thread is joined.
     ///
     /// # Errors
     ///
@@ -355,13 +354,16 @@ impl Transmitter {
         self.stopped.store(true, Ordering::Release);
         let now = Instant::now();
         let margin = if self.gate.storage.is_some() {
-            (timeout / 2).min(MAX_STORING_MARGIN)
+            (timeout / 5).min(MAX_STORING_MARGIN)
         } else {
             (timeout / 5).min(MAX_SHUTDOWN_MARGIN)
         };
         let abort_at = instant_after(now, timeout.saturating_sub(margin));
         // If the worker is already gone, `done` below says so at once.
-        let _ = self.control.send(Control::Stop { abort_at });
+        let _ = self.control.send(Control::Stop {
+            abort_at,
+            drain: true,
+        });
         match worker.done.recv_timeout(timeout) {
             Err(std_mpsc::RecvTimeoutError::Timeout) => Err(TransmitError::Timeout(timeout)),
             Ok(()) | Err(std_mpsc::RecvTimeoutError::Disconnected) => worker
@@ -380,6 +382,7 @@ impl Drop for Transmitter {
         self.stopped.store(true, Ordering::Release);
         let _ = self.control.send(Control::Stop {
             abort_at: Instant::now(),
+            drain: false,
         });
         // Aborted work ends at once; the wait only bounds a misbehaving worker.
         if let Err(std_mpsc::RecvTimeoutError::Disconnected) =

@@ -6,14 +6,14 @@ use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
 use super::attempt::*;
 use super::gate::*;
 use super::retry::RetryPolicy;
-use super::storage::Storage;
+use super::storage::{Lease, Storage};
 
 /// While nothing is stored, the replay task still looks into the storage directory this often,
 /// for files that other processes left there.
@@ -171,65 +171,20 @@ pub(super) async fn replay(
                 continue;
             }
         };
-        let loaded = match storage.read(&lease) {
-            Ok(loaded) => loaded,
-            // Taken over by another process after the lease ran out.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                next = Next::Now;
-                continue;
-            }
-            Err(e) => {
-                opentelemetry::otel_warn!(
-                    name: "AzureMonitor.Storage.Unreadable",
-                    message = "a stored file could not be read and was dropped",
-                    items = lease.items(),
-                    error = e.to_string()
-                );
-                storage.remove(lease);
-                next = Next::Now;
-                continue;
-            }
-        };
-        let (items, skipped) = (loaded.items, loaded.corrupt);
-        if items.is_empty() {
-            storage.remove(lease);
-            next = Next::Now;
-            continue;
-        }
         let deadline = instant_after(Instant::now(), shared.timeout);
-        let delivery = shared
-            .deliver(&items, deadline, abort.clone(), std::iter::empty())
-            .await;
-        // Refused items were reported by the delivery; they are not kept.
-        let _ = delivery.rejections.into_result();
-        let mut pending = delivery.pending;
-        pending.sort_unstable();
-        pending.dedup();
-        pending.retain(|&i| i < items.len());
-        if pending.is_empty() {
-            opentelemetry::otel_debug!(
-                name: "AzureMonitor.Storage.Sent",
-                items = items.len(),
-                skipped_lines = skipped
-            );
-            storage.remove(lease);
+        let delivery =
+            match send_file(&shared, &storage, lease, deadline, abort.clone(), None).await {
+                Some(delivery) => delivery,
+                None => {
+                    next = Next::Now;
+                    continue;
+                }
+            };
+        if delivery.pending.is_empty() {
             gate.set_healthy();
             probes.reset();
             next = Next::Now;
             continue;
-        }
-        if pending.len() == items.len() {
-            let until = gate
-                .paused_for(Instant::now())
-                .and_then(|rest| SystemTime::now().checked_add(rest));
-            storage.release(lease, until);
-        } else if let Err(e) = storage.replace(lease, &items, &pending) {
-            // The lease runs out and the whole file is sent again: its delivered items twice.
-            opentelemetry::otel_warn!(
-                name: "AzureMonitor.Storage.WriteFailed",
-                message = "telemetry could not be written to offline storage",
-                error = e.to_string()
-            );
         }
         if delivery.stopped == Some(Stop::Shutdown) {
             return;
@@ -242,4 +197,59 @@ pub(super) async fn replay(
         }
         next = Next::After(probes.next());
     }
+}
+
+/// Sends one stored file taken for sending (`lease`) by `deadline`: without retries (each file
+/// is one probe) or with the retry policy (`retry`, the shutdown's drain), and gives back to
+/// storage what is left ([`Gate::settle`]). `None` when the file was gone (taken over by
+/// another process) or unreadable (dropped, with a warning), or empty.
+pub(super) async fn send_file(
+    shared: &Shared,
+    storage: &Storage,
+    lease: Lease,
+    deadline: Instant,
+    abort: watch::Receiver<bool>,
+    retry: Option<&RetryPolicy>,
+) -> Option<Delivery> {
+    let loaded = match storage.read(&lease) {
+        Ok(loaded) => loaded,
+        // Taken over by another process after the lease ran out.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            opentelemetry::otel_warn!(
+                name: "AzureMonitor.Storage.Unreadable",
+                message = "a stored file could not be read and was dropped",
+                items = lease.items(),
+                error = e.to_string()
+            );
+            storage.remove(lease);
+            return None;
+        }
+    };
+    let (items, skipped) = (loaded.items, loaded.corrupt);
+    if items.is_empty() {
+        storage.remove(lease);
+        return None;
+    }
+    let delivery = match retry {
+        Some(policy) => {
+            let backoff = policy.backoff(fastrand::Rng::new());
+            shared.deliver(&items, deadline, abort, backoff).await
+        }
+        None => {
+            shared
+                .deliver(&items, deadline, abort, std::iter::empty())
+                .await
+        }
+    };
+    if delivery.pending.is_empty() {
+        opentelemetry::otel_debug!(
+            name: "AzureMonitor.Storage.Sent",
+            items = items.len(),
+            skipped_lines = skipped
+        );
+    }
+    // Refused items were reported by the delivery; they are not kept.
+    shared.gate.settle(lease, &items, delivery.pending.clone());
+    Some(delivery)
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::task::Poll;
 use std::time::Instant;
@@ -11,6 +12,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use super::attempt::*;
+use super::drain;
 use super::handoff::*;
 use super::queue::*;
 use super::replay::*;
@@ -48,6 +50,10 @@ pub(super) async fn run(
     let mut flushes: Vec<(u64, std_mpsc::SyncSender<()>)> = Vec::new();
     let mut abort_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let (mut stopping, mut jobs_open, mut control_open) = (false, true, true);
+    // Set by a shutdown: drain until then, and the counts when it began.
+    let mut drain: Option<(Instant, u64, u64)> = None;
+    let (exports_done_tx, exports_done_rx) = watch::channel(false);
+    let mut senders = Vec::new();
     loop {
         let event = poll_fn(|cx| {
             if let Poll::Ready(Some(seq)) = finished_rx.poll_recv(cx) {
@@ -80,7 +86,30 @@ pub(super) async fn run(
             Event::Control(stop) => {
                 // `None`: the transmitter was dropped; stop at once.
                 let abort_at = match stop {
-                    Some(Control::Stop { abort_at }) => abort_at,
+                    Some(Control::Stop {
+                        abort_at,
+                        drain: wanted,
+                    }) => {
+                        if !stopping && wanted {
+                            let tally = &shared.gate.tally;
+                            drain = Some((abort_at, tally.accepted_total(), tally.dropped_total()));
+                            shared.gate.draining.store(true, Ordering::Release);
+                            if let Some(storage) = &shared.gate.storage {
+                                senders = (0..drain::SENDERS)
+                                    .map(|_| {
+                                        tokio::spawn(drain::stored(
+                                            Arc::clone(&shared),
+                                            Arc::clone(storage),
+                                            abort_at,
+                                            abort_rx.clone(),
+                                            exports_done_rx.clone(),
+                                        ))
+                                    })
+                                    .collect();
+                            }
+                        }
+                        abort_at
+                    }
                     _ => {
                         control_open = false;
                         Instant::now()
@@ -122,6 +151,7 @@ pub(super) async fn run(
     for (_, reply) in flushes {
         let _ = reply.send(());
     }
+    exports_done_tx.send_replace(true);
     // The replay task finishes the file it is sending, or gives it back when aborted.
     if let Some(task) = replaying.as_mut() {
         let finished = poll_fn(|cx| {
@@ -140,6 +170,14 @@ pub(super) async fn run(
             abort_tx.send_replace(true);
             let _ = task.await;
         }
+    }
+    // A shutdown: the drain's senders end when nothing is left or at the deadline; then say
+    // what became of it all.
+    for sender in senders {
+        let _ = sender.await;
+    }
+    if let Some((_, accepted, dropped)) = drain {
+        drain::report(&shared.gate, accepted, dropped);
     }
 }
 
