@@ -144,9 +144,9 @@ impl DeliveryReport {
         self.tally.stored.load(Ordering::Relaxed)
     }
 
-    /// Items in the offline storage directory now, waiting to be sent by this process or by the
-    /// next one that uses the same directory (also items an earlier process left there). `0`
-    /// without offline storage. Reads the directory.
+    /// Items this exporter wrote to offline storage that are still there, waiting to be sent by
+    /// this process or by the next one that uses the same directory: read after `shutdown`,
+    /// what was kept for later. `0` without offline storage. Reads the directory.
     pub fn waiting_on_disk(&self) -> u64 {
         self.tally.waiting_on_disk()
     }

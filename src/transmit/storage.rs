@@ -430,15 +430,18 @@ impl Storage {
             .map(|(_, lease)| lease)
     }
 
-    /// How many items are in the directory now, waiting for delivery (stored or taken for
-    /// sending, by this process or another one).
+    /// How many items this storage (this exporter) wrote that are still in the directory,
+    /// waiting for delivery (stored or taken for sending).
     pub(crate) fn waiting_items(&self) -> usize {
-        self.scan()
-            .unwrap_or_default()
+        let found = self.scan().unwrap_or_default();
+        let mut own = lock(&self.own);
+        let mine: Vec<&Found> = found
             .iter()
-            .filter(|f| f.state != State::Writing)
-            .map(|f| f.name.items)
-            .sum()
+            .filter(|f| f.state != State::Writing && own.contains(&(f.name.created, f.name.tag)))
+            .collect();
+        // Forget files that are gone (sent by another process, dropped for room or age).
+        own.retain(|k| mine.iter().any(|f| (f.name.created, f.name.tag) == *k));
+        mine.iter().map(|f| f.name.items).sum()
     }
 
     /// Writes the file, as `{name}.blob`, or leased until `until` when given (its lease is
@@ -699,6 +702,7 @@ impl Storage {
 
     /// Removes a leased file: its items were delivered or refused for good.
     pub(crate) fn remove(&self, lease: Lease) {
+        lock(&self.own).remove(&(lease.name.created, lease.name.tag));
         remove(&lease.path);
     }
 
@@ -734,6 +738,7 @@ impl Storage {
         keep: &[usize],
     ) -> io::Result<usize> {
         let (kept, _) = self.write(lease.name.created, items, keep.iter().copied(), None)?;
+        lock(&self.own).remove(&(lease.name.created, lease.name.tag));
         remove(&lease.path);
         Ok(kept)
     }
