@@ -39,7 +39,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_azure_monitor::testing::{viewer, IngestionServer};
-use opentelemetry_azure_monitor::{LogExporter, MetricExporter, SpanExporter};
+use opentelemetry_azure_monitor::{DeliveryReport, LogExporter, MetricExporter, SpanExporter};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -54,6 +54,9 @@ struct Service {
     tracer: SdkTracerProvider,
     logger: SdkLoggerProvider,
     meter: SdkMeterProvider,
+    /// What became of its spans, log records and metrics: taken from the exporters before the
+    /// providers own them.
+    reports: [(&'static str, DeliveryReport); 3],
 }
 
 impl Service {
@@ -77,19 +80,26 @@ impl Service {
                 .with_connection_string(cs)
                 .with_offline_storage(false);
         }
+        let (spans, logs, metrics) = (spans.build()?, logs.build()?, metrics.build()?);
+        let reports = [
+            ("spans", spans.delivery_report()),
+            ("logs", logs.delivery_report()),
+            ("metrics", metrics.delivery_report()),
+        ];
         Ok(Service {
             tracer: SdkTracerProvider::builder()
                 .with_resource(resource.clone())
-                .with_batch_exporter(spans.build()?)
+                .with_batch_exporter(spans)
                 .build(),
             logger: SdkLoggerProvider::builder()
                 .with_resource(resource.clone())
-                .with_batch_exporter(logs.build()?)
+                .with_batch_exporter(logs)
                 .build(),
             meter: SdkMeterProvider::builder()
                 .with_resource(resource)
-                .with_reader(PeriodicReader::builder(metrics.build()?).build())
+                .with_reader(PeriodicReader::builder(metrics).build())
                 .build(),
+            reports,
         })
     }
 
@@ -106,13 +116,23 @@ impl Service {
         logger.emit(record);
     }
 
+    /// Flushes and shuts down the three providers, at the same time: each may take up to its
+    /// timeout to deliver when the endpoint fails.
     fn shutdown(&self) -> Result<(), BoxError> {
-        self.tracer.force_flush()?;
-        self.logger.force_flush()?;
-        self.meter.force_flush()?;
-        self.tracer.shutdown()?;
-        self.logger.shutdown()?;
-        self.meter.shutdown()?;
+        let (tracer, logger, meter) = (&self.tracer, &self.logger, &self.meter);
+        let results = std::thread::scope(|scope| {
+            let traces = scope.spawn(|| tracer.force_flush().and_then(|()| tracer.shutdown()));
+            let logs = scope.spawn(|| logger.force_flush().and_then(|()| logger.shutdown()));
+            let metrics = meter.force_flush().and_then(|()| meter.shutdown());
+            [
+                traces.join().unwrap_or(Ok(())),
+                logs.join().unwrap_or(Ok(())),
+                metrics,
+            ]
+        });
+        for result in results {
+            result?;
+        }
         Ok(())
     }
 }
@@ -401,8 +421,30 @@ fn serve_port() -> Result<Option<u16>, BoxError> {
     Ok(serve.then(|| port.unwrap_or(viewer::DEFAULT_PORT)))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> std::process::ExitCode {
+    // The exporter's warnings (delivery failures, storage problems) on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("opentelemetry-azure-monitor=warn")
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message (e.g. what is wrong with the connection string), not `Debug`.
+            println!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
     let serve = serve_port()?;
     let from_env = std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .ok()
@@ -436,28 +478,56 @@ async fn main() -> Result<(), BoxError> {
     }
 
     // Deliver everything before printing or exiting (blocking calls: off the async threads).
-    let done = tokio::task::spawn_blocking(move || -> Result<(), String> {
-        frontend.shutdown().map_err(|e| e.to_string())?;
-        inventory.shutdown().map_err(|e| e.to_string())
-    });
-    done.await??;
+    let reports: Vec<(String, DeliveryReport)> = [&frontend, &*inventory]
+        .iter()
+        .zip(["frontend", "inventory"])
+        .flat_map(|(service, name)| {
+            service
+                .reports
+                .iter()
+                .map(move |(signal, report)| (format!("{name} {signal}"), report.clone()))
+        })
+        .collect();
+    // Both services at once: each may use up its shutdown timeout when the endpoint fails.
+    let frontend_done = tokio::task::spawn_blocking(move || frontend.shutdown());
+    let inventory_done = tokio::task::spawn_blocking(move || inventory.shutdown());
+    frontend_done.await??;
+    inventory_done.await??;
 
-    match local {
-        Some(server) if serve.is_some() => {
-            print_local(&server);
+    if let Some(server) = &local {
+        print_local(server);
+    }
+    // What really happened, whichever the endpoint.
+    println!("\nDelivery");
+    let mut accepted_everything = true;
+    for (what, report) in &reports {
+        println!("  {what:<18} {report}");
+        accepted_everything &= report.waiting_on_disk() == 0
+            && report.dropped() == 0
+            && report.rejected() == 0
+            && report.accepted() > 0;
+    }
+    if local.is_none() {
+        if accepted_everything {
             println!(
-                "\nViewer: {}\nSend from any program with\n  APPLICATIONINSIGHTS_CONNECTION_STRING=\"{}\"\nServing until Ctrl-C or SIGTERM.",
-                server.viewer_url().unwrap_or_default(),
-                server.connection_string()
+                "\nAccepted by Azure Monitor. Open the Application Insights resource: Application \
+                 map, Transaction search, Failures, Logs."
             );
-            viewer::shutdown_signal().await?;
-            println!("Stopped.");
+        } else {
+            println!(
+                "\nNot everything reached Azure Monitor (see above): what waits on disk is sent \
+                 by the next run from this directory."
+            );
         }
-        Some(server) => print_local(&server),
-        None => println!(
-            "Sent to Azure Monitor. Open the Application Insights resource: Application map, \
-             Transaction search, Failures, Logs."
-        ),
+    }
+    if let (Some(server), Some(_)) = (&local, serve) {
+        println!(
+            "\nViewer: {}\nSend from any program with\n  APPLICATIONINSIGHTS_CONNECTION_STRING=\"{}\"\nServing until Ctrl-C or SIGTERM.",
+            server.viewer_url().unwrap_or_default(),
+            server.connection_string()
+        );
+        viewer::shutdown_signal().await?;
+        println!("Stopped.");
     }
     Ok(())
 }

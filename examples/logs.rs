@@ -40,7 +40,18 @@ impl fmt::Display for PaymentError {
 
 impl Error for PaymentError {}
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message (e.g. what is wrong with the connection string), not `Debug`.
+            println!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     let from_env = std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -55,6 +66,9 @@ fn main() -> Result<(), Box<dyn Error>> {
             .with_connection_string(server.connection_string())
             .with_offline_storage(false);
     }
+    let exporter = builder.build()?;
+    // Taken before the provider owns the exporter: what became of the records, at exit.
+    let report = exporter.delivery_report();
     let provider = SdkLoggerProvider::builder()
         .with_resource(
             Resource::builder()
@@ -62,7 +76,7 @@ fn main() -> Result<(), Box<dyn Error>> {
                 .with_attributes([KeyValue::new("service.namespace", "shop")])
                 .build(),
         )
-        .with_batch_exporter(builder.build()?)
+        .with_batch_exporter(exporter)
         .build();
 
     // `tracing`: the OpenTelemetry layer, without the exporter's own HTTP stack and
@@ -76,6 +90,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         .add_directive("opentelemetry=off".parse()?);
     tracing_subscriber::registry()
         .with(OpenTelemetryTracingBridge::new(&provider).with_filter(filter))
+        // The exporter's own warnings (delivery failures) on stderr.
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(EnvFilter::new("opentelemetry-azure-monitor=warn")),
+        )
         .init();
     // `log`: the bridge as the global logger.
     log::set_boxed_logger(Box::new(OpenTelemetryLogBridge::new(&provider)))?;
@@ -101,11 +121,14 @@ fn main() -> Result<(), Box<dyn Error>> {
     provider.force_flush()?;
     provider.shutdown()?;
 
-    match local {
-        Some(server) => print_local(&server),
-        None => println!(
-            "Sent to Azure Monitor. Open the Application Insights resource's Logs: traces, exceptions, customEvents."
-        ),
+    if let Some(server) = &local {
+        print_local(server);
+    }
+    println!("\nDelivery: {report}");
+    if local.is_none() && report.accepted() > 0 && report.waiting_on_disk() == 0 {
+        println!(
+            "Open the Application Insights resource's Logs: traces, exceptions, customEvents."
+        );
     }
     Ok(())
 }

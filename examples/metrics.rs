@@ -23,7 +23,23 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::Resource;
 use serde_json::Value;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message (e.g. what is wrong with the connection string), not `Debug`.
+            println!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    // The exporter's warnings (delivery failures, storage problems) on stderr.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("opentelemetry-azure-monitor=warn")
+        .init();
     let from_env = std::env::var("APPLICATIONINSIGHTS_CONNECTION_STRING")
         .ok()
         .filter(|s| !s.trim().is_empty());
@@ -38,6 +54,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .with_connection_string(server.connection_string())
             .with_offline_storage(false);
     }
+    let exporter = builder.build()?;
+    // Taken before the provider owns the exporter: what became of the metrics, at exit.
+    let report = exporter.delivery_report();
     let provider = SdkMeterProvider::builder()
         .with_resource(
             Resource::builder()
@@ -45,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .with_attributes([KeyValue::new("service.namespace", "shop")])
                 .build(),
         )
-        .with_reader(PeriodicReader::builder(builder.build()?).build())
+        .with_reader(PeriodicReader::builder(exporter).build())
         .build();
     let meter = provider.meter("shop");
     let orders = meter
@@ -76,14 +95,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     in_flight.add(-2, &[]);
     stock.record(39, &[KeyValue::new("sku", "mug")]);
     provider.force_flush()?;
-    match &local {
-        Some(server) => print_local("Second collection", server),
-        None => println!(
-            "Sent to Azure Monitor. Open the Application Insights resource's Metrics (custom metrics) or query customMetrics in Logs."
-        ),
+    if let Some(server) = &local {
+        print_local("Second collection", server);
     }
     // A last collection, then the exporter delivers what is left and stops.
     provider.shutdown()?;
+    println!("Delivery: {report}");
+    if local.is_none() && report.accepted() > 0 && report.waiting_on_disk() == 0 {
+        println!(
+            "Open the Application Insights resource's Metrics (custom metrics) or query customMetrics in Logs."
+        );
+    }
     Ok(())
 }
 

@@ -43,7 +43,18 @@ use opentelemetry_sdk::trace::{
 
 const IKEY: &str = "11111111-2222-4333-8444-555555555555";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The message, not `Debug`.
+            println!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1).peekable();
     let steady = args.peek().map(String::as_str) == Some("steady");
     let mut hang = false;
@@ -76,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .with_resource_metric(false)
         .build()?;
+    let report = exporter.delivery_report();
     // A queue that absorbs the first export's 2-second wait at the outage's start, so that the
     // SDK drops nothing before the exporter sees it.
     let handed = Arc::new(Mutex::new(HashSet::with_capacity(spans)));
@@ -188,6 +200,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         status("VmHWM"),
         status("VmRSS")
     );
+    println!("delivery report: {report}");
     if !all {
         return Err("not every span arrived".into());
     }

@@ -131,6 +131,11 @@ impl Core {
         async move { sent?.await.map_err(OTelSdkError::from) }
     }
 
+    /// What became of the items exported so far.
+    pub(crate) fn delivery_report(&self) -> crate::DeliveryReport {
+        self.transmitter.delivery_report()
+    }
+
     /// Waits until everything handed over so far is delivered or stored.
     pub(crate) fn force_flush(&self) -> OTelSdkResult {
         self.transmitter

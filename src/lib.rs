@@ -57,7 +57,7 @@ pub use setup::{AzureMonitor, AzureMonitorBuilder, SetupError, ShutdownError};
 pub use standard_metrics::{StandardMetricsProcessor, StandardMetricsProcessorBuilder};
 #[cfg(feature = "trace")]
 pub use trace::{SpanExporter, SpanExporterBuilder};
-pub use transmit::RetryPolicy;
+pub use transmit::{DeliveryReport, RetryPolicy};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -141,6 +141,27 @@ impl SpanExporter {
         self.core.encode(envelopes)
     }
 
+    /// A handle on what became of the telemetry this exporter is given: items accepted by the
+    /// service, refused, dropped, waiting on disk, and the latest failure (see
+    /// [`DeliveryReport`](crate::DeliveryReport)). Take it before handing the exporter to the
+    /// SDK, and read it after the provider's `shutdown`:
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// let exporter = opentelemetry_azure_monitor::SpanExporter::builder().build()?;
+    /// let report = exporter.delivery_report();
+    /// let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).build();
+    /// // ...
+    /// provider.shutdown()?;
+    /// println!("telemetry: {report}");
+    /// # Ok(()) }
+    /// ```
+    pub fn delivery_report(&self) -> crate::DeliveryReport {
+        self.core.delivery_report()
+    }
+
     /// The gzip-compressed request bodies this exporter would send for `batch`, without sending
     /// them: for snapshot tests of your instrumentation and for benchmarks.
     #[cfg(feature = "testing")]

@@ -132,6 +132,10 @@ pub(crate) struct Storage {
     shown: String,
     /// Serializes this process's writes, so that room is made for one file at a time.
     writing: Mutex<()>,
+    /// The files this process wrote (creation time and tag), sent first by a shutdown's drain:
+    /// the directory may go away with the process, an earlier run's data has outlived one
+    /// already.
+    own: Mutex<std::collections::HashSet<(u64, u32)>>,
 }
 
 impl fmt::Debug for Storage {
@@ -381,6 +385,7 @@ impl Storage {
             retention: config.retention,
             shown,
             writing: Mutex::new(()),
+            own: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -401,18 +406,56 @@ impl Storage {
         items: &EncodedItems,
         indices: impl IntoIterator<Item = usize>,
     ) -> io::Result<usize> {
-        self.write(now_micros(), items, indices)
+        self.write(now_micros(), items, indices, None)
+            .map(|(stored, _)| stored)
     }
 
+    /// Stores items `indices` of `items` as one new file that is taken for sending at once,
+    /// until `hold` from now: a delivery still running keeps it, and gives it back with
+    /// [`remove`](Self::remove), [`release`](Self::release) or [`replace`](Self::replace) when
+    /// it ends. Should the process stop first, the file is sent again once the lease has run
+    /// out. `None` when none of the indices exists.
+    ///
+    /// # Errors
+    ///
+    /// As [`store`](Self::store).
+    pub(crate) fn hold(
+        &self,
+        items: &EncodedItems,
+        indices: impl IntoIterator<Item = usize>,
+        hold: Duration,
+    ) -> io::Result<Option<Lease>> {
+        let until = now_micros().saturating_add(micros(hold));
+        self.write(now_micros(), items, indices, Some(until))
+            .map(|(_, lease)| lease)
+    }
+
+    /// How many items this storage (this exporter) wrote that are still in the directory,
+    /// waiting for delivery (stored or taken for sending).
+    pub(crate) fn waiting_items(&self) -> usize {
+        let found = self.scan().unwrap_or_default();
+        let mut own = lock(&self.own);
+        let mine: Vec<&Found> = found
+            .iter()
+            .filter(|f| f.state != State::Writing && own.contains(&(f.name.created, f.name.tag)))
+            .collect();
+        // Forget files that are gone (sent by another process, dropped for room or age).
+        own.retain(|k| mine.iter().any(|f| (f.name.created, f.name.tag) == *k));
+        mine.iter().map(|f| f.name.items).sum()
+    }
+
+    /// Writes the file, as `{name}.blob`, or leased until `until` when given (its lease is
+    /// returned). Returns how many items were written.
     fn write(
         &self,
         created: u64,
         items: &EncodedItems,
         indices: impl IntoIterator<Item = usize>,
-    ) -> io::Result<usize> {
+        until: Option<u64>,
+    ) -> io::Result<(usize, Option<Lease>)> {
         let lines: Vec<&[u8]> = indices.into_iter().filter_map(|i| items.get(i)).collect();
         if lines.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         let size: u64 = lines.iter().map(|l| l.len() as u64 + 1).sum();
         if size > self.max_size {
@@ -429,12 +472,15 @@ impl Storage {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let name = Name {
+            let parts = Name {
                 created,
                 tag: fastrand::u32(..),
                 items: lines.len(),
-            }
-            .file_name();
+            };
+            let name = match until {
+                None => parts.file_name(),
+                Some(until) => parts.lock_name(until),
+            };
             let tmp = self.dir.join(format!("{name}{TMP}"));
             let file = match create_private_file(&tmp) {
                 // Same microsecond and tag as another writer: draw another tag.
@@ -450,7 +496,14 @@ impl Storage {
                 fs::rename(&tmp, target)
             });
             match written {
-                Ok(()) => return Ok(lines.len()),
+                Ok(()) => {
+                    lock(&self.own).insert((parts.created, parts.tag));
+                    let lease = until.map(|_| Lease {
+                        path: self.dir.join(&name),
+                        name: parts,
+                    });
+                    return Ok((lines.len(), lease));
+                }
                 Err(e) => {
                     let _ = fs::remove_file(&tmp);
                     if e.kind() != ErrorKind::AlreadyExists || attempts >= 8 {
@@ -572,9 +625,25 @@ impl Storage {
     ///
     /// When a file cannot be renamed for a reason other than another process taking it first.
     pub(crate) fn lease_oldest(&self, hold: Duration) -> io::Result<Option<Lease>> {
+        self.lease_next(hold, false)
+    }
+
+    /// As [`lease_oldest`](Self::lease_oldest); with `own_first`, the files this process wrote
+    /// come before those of earlier processes (each oldest first).
+    ///
+    /// # Errors
+    ///
+    /// As [`lease_oldest`](Self::lease_oldest).
+    pub(crate) fn lease_next(&self, hold: Duration, own_first: bool) -> io::Result<Option<Lease>> {
         let now = now_micros();
         let until = now.saturating_add(micros(hold));
-        for f in self.maintain(0, now) {
+        let mut candidates = self.maintain(0, now);
+        if own_first {
+            let own = lock(&self.own);
+            // Stable: each group stays oldest first.
+            candidates.sort_by_key(|f| !own.contains(&(f.name.created, f.name.tag)));
+        }
+        for f in candidates {
             let path = self.dir.join(f.name.lock_name(until));
             match fs::rename(&f.path, &path) {
                 Ok(()) => return Ok(Some(Lease { path, name: f.name })),
@@ -633,6 +702,7 @@ impl Storage {
 
     /// Removes a leased file: its items were delivered or refused for good.
     pub(crate) fn remove(&self, lease: Lease) {
+        lock(&self.own).remove(&(lease.name.created, lease.name.tag));
         remove(&lease.path);
     }
 
@@ -667,10 +737,15 @@ impl Storage {
         items: &EncodedItems,
         keep: &[usize],
     ) -> io::Result<usize> {
-        let kept = self.write(lease.name.created, items, keep.iter().copied())?;
+        let (kept, _) = self.write(lease.name.created, items, keep.iter().copied(), None)?;
+        lock(&self.own).remove(&(lease.name.created, lease.name.tag));
         remove(&lease.path);
         Ok(kept)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn write_lines(file: File, lines: &[&[u8]]) -> io::Result<()> {

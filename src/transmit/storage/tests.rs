@@ -119,7 +119,9 @@ fn files_are_sent_oldest_first_and_leased_once() {
     let now = now_micros();
     // Written out of order: 2, 0, 1.
     for (age, first) in [(1_000, 20), (3_000, 0), (2_000, 10)] {
-        storage.write(now - age, &items(first, 2), [0, 1]).unwrap();
+        storage
+            .write(now - age, &items(first, 2), [0, 1], None)
+            .unwrap();
     }
     let first = storage
         .lease_oldest(Duration::from_secs(60))
@@ -170,9 +172,11 @@ fn replacing_keeps_the_place_in_line() {
     let storage = open(&dir.0);
     let now = now_micros();
     storage
-        .write(now - 2_000, &items(0, 4), [0, 1, 2, 3])
+        .write(now - 2_000, &items(0, 4), [0, 1, 2, 3], None)
         .unwrap();
-    storage.write(now - 1_000, &items(10, 1), [0]).unwrap();
+    storage
+        .write(now - 1_000, &items(10, 1), [0], None)
+        .unwrap();
     let lease = storage
         .lease_oldest(Duration::from_secs(60))
         .unwrap()
@@ -194,9 +198,11 @@ fn expired_files_and_stale_temporary_files_are_dropped() {
     let now = now_micros();
     let hour = 3_600_000_000;
     storage
-        .write(now - 2 * hour, &items(0, 3), [0, 1, 2])
+        .write(now - 2 * hour, &items(0, 3), [0, 1, 2], None)
         .unwrap();
-    storage.write(now - hour / 2, &items(10, 1), [0]).unwrap();
+    storage
+        .write(now - hour / 2, &items(10, 1), [0], None)
+        .unwrap();
     // A writer that died an hour ago, and one rewriting an old file now.
     let stale = Name {
         created: now - hour,
@@ -243,7 +249,9 @@ fn the_oldest_files_make_room_when_the_size_limit_is_reached() {
     let now = now_micros();
     for k in 0..5u64 {
         let batch = items(10 + 10 * k as usize, 10);
-        storage.write(now - 5_000 + k, &batch, all(&batch)).unwrap();
+        storage
+            .write(now - 5_000 + k, &batch, all(&batch), None)
+            .unwrap();
     }
     let kept = drain(&storage);
     assert_eq!(kept.len(), 3);

@@ -12,9 +12,18 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::*;
+use super::attempt::*;
+use super::encode::EncodedItems;
+use super::queue::*;
+use super::replay::*;
+use super::retry::RetryPolicy;
+use super::storage::Storage;
+use super::worker::*;
+use crate::error::TransmitError;
 use crate::transmit::encode::encode;
 use crate::wire::{Data, Envelope, MessageData, SharedTags, Tags, TimeAt, Timestamp};
+use reqwest::Url;
+use std::sync::atomic::Ordering;
 
 /// A request as the server saw it.
 #[derive(Clone, Debug)]

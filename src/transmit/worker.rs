@@ -1,0 +1,194 @@
+//! The worker loop: one background thread per transmitter, with a Tokio current-thread runtime
+//! of its own that owns the HTTP client, the retry timers and the redirect memory. It takes
+//! jobs from the queue, answers flushes, runs the replay task and ends after a stop.
+
+use std::collections::BTreeSet;
+use std::future::{poll_fn, Future};
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::task::Poll;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, watch};
+
+use super::attempt::*;
+use super::drain;
+use super::handoff::*;
+use super::queue::*;
+use super::replay::*;
+
+/// Exports the worker delivers at the same time; more wait in the queue.
+pub(super) const MAX_CONCURRENT_JOBS: usize = 8;
+
+/// The worker's loop: takes jobs (at most [`MAX_CONCURRENT_JOBS`] at a time), answers flushes,
+/// runs the replay task (with storage) and ends after a stop once everything is finished or
+/// aborted.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut jobs: mpsc::Receiver<Job>,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    enum Event {
+        Finished(u64),
+        Control(Option<Control>),
+        Abort,
+        Job(Option<Job>),
+    }
+    let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<u64>();
+    let (abort_tx, abort_rx) = watch::channel(false);
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let mut replaying = shared.gate.storage.clone().map(|storage| {
+        tokio::spawn(replay(
+            Arc::clone(&shared),
+            storage,
+            stopping_rx,
+            abort_rx.clone(),
+        ))
+    });
+    let mut running: BTreeSet<u64> = BTreeSet::new();
+    let mut received: u64 = 0;
+    let mut flushes: Vec<(u64, std_mpsc::SyncSender<()>)> = Vec::new();
+    let mut abort_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let (mut stopping, mut jobs_open, mut control_open) = (false, true, true);
+    // Set by a shutdown: drain until then, and the counts when it began.
+    let mut drain: Option<(Instant, u64, u64)> = None;
+    let (exports_done_tx, exports_done_rx) = watch::channel(false);
+    let mut senders = Vec::new();
+    loop {
+        let event = poll_fn(|cx| {
+            if let Poll::Ready(Some(seq)) = finished_rx.poll_recv(cx) {
+                return Poll::Ready(Event::Finished(seq));
+            }
+            if control_open {
+                if let Poll::Ready(c) = control.poll_recv(cx) {
+                    return Poll::Ready(Event::Control(c));
+                }
+            }
+            if let Some(timer) = abort_timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    abort_timer = None;
+                    return Poll::Ready(Event::Abort);
+                }
+            }
+            if jobs_open && running.len() < MAX_CONCURRENT_JOBS {
+                if let Poll::Ready(job) = jobs.poll_recv(cx) {
+                    return Poll::Ready(Event::Job(job));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        match event {
+            Event::Finished(seq) => {
+                running.remove(&seq);
+            }
+            Event::Control(Some(Control::Flush { upto, reply })) => flushes.push((upto, reply)),
+            Event::Control(stop) => {
+                // `None`: the transmitter was dropped; stop at once.
+                let abort_at = match stop {
+                    Some(Control::Stop {
+                        abort_at,
+                        drain: wanted,
+                    }) => {
+                        if !stopping && wanted {
+                            let tally = &shared.gate.tally;
+                            drain = Some((abort_at, tally.accepted_total(), tally.dropped_total()));
+                            shared.gate.draining.store(true, Ordering::Release);
+                            if let Some(storage) = &shared.gate.storage {
+                                senders = (0..drain::SENDERS)
+                                    .map(|_| {
+                                        tokio::spawn(drain::stored(
+                                            Arc::clone(&shared),
+                                            Arc::clone(storage),
+                                            abort_at,
+                                            abort_rx.clone(),
+                                            exports_done_rx.clone(),
+                                        ))
+                                    })
+                                    .collect();
+                            }
+                        }
+                        abort_at
+                    }
+                    _ => {
+                        control_open = false;
+                        Instant::now()
+                    }
+                };
+                if !stopping {
+                    stopping = true;
+                    jobs.close();
+                    stopping_tx.send_replace(true);
+                    abort_timer = Some(Box::pin(tokio::time::sleep_until(abort_at.into())));
+                }
+            }
+            Event::Abort => {
+                abort_tx.send_replace(true);
+            }
+            Event::Job(Some(job)) => {
+                received = job.seq + 1;
+                running.insert(job.seq);
+                tokio::spawn(job_task(
+                    Arc::clone(&shared),
+                    job,
+                    abort_rx.clone(),
+                    finished_tx.clone(),
+                ));
+            }
+            Event::Job(None) => jobs_open = false,
+        }
+        flushes.retain(|(upto, reply)| {
+            let done = received >= *upto && running.first().is_none_or(|first| first >= upto);
+            if done {
+                let _ = reply.send(());
+            }
+            !done
+        });
+        if stopping && !jobs_open && running.is_empty() {
+            break;
+        }
+    }
+    for (_, reply) in flushes {
+        let _ = reply.send(());
+    }
+    exports_done_tx.send_replace(true);
+    // The replay task finishes the file it is sending, or gives it back when aborted.
+    if let Some(task) = replaying.as_mut() {
+        let finished = poll_fn(|cx| {
+            if std::pin::Pin::new(&mut *task).poll(cx).is_ready() {
+                return Poll::Ready(true);
+            }
+            if let Some(timer) = abort_timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        if !finished {
+            abort_tx.send_replace(true);
+            let _ = task.await;
+        }
+    }
+    // A shutdown: the drain's senders end when nothing is left or at the deadline; then say
+    // what became of it all.
+    for sender in senders {
+        let _ = sender.await;
+    }
+    if let Some((_, accepted, dropped)) = drain {
+        drain::report(&shared.gate, accepted, dropped);
+    }
+}
+
+/// Reports a job as finished when dropped, also if its task is cancelled.
+pub(super) struct FinishedGuard {
+    pub(super) seq: u64,
+    pub(super) finished: mpsc::UnboundedSender<u64>,
+}
+
+impl Drop for FinishedGuard {
+    fn drop(&mut self) {
+        let _ = self.finished.send(self.seq);
+    }
+}
