@@ -29,7 +29,7 @@ fn serves_until_sigterm_then_exits_cleanly() {
     let endpoint = url.trim_end_matches('/');
     assert!(
         connection.ends_with(&format!(
-            "InstrumentationKey=11111111-2222-4333-8444-555555555555;IngestionEndpoint={endpoint}"
+            "InstrumentationKey=11111111-2222-4333-8444-555555555555;IngestionEndpoint={endpoint};LiveEndpoint={endpoint}"
         )),
         "{connection}"
     );
