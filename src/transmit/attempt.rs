@@ -3,6 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
@@ -227,7 +228,7 @@ impl Shared {
                 self.gate.settle(lease, items, Vec::new());
             }
             self.gate.set_healthy();
-            if self.gate.storage.is_some() {
+            if self.gate.storage.is_some() && self.gate.on_disk.load(Ordering::Acquire) {
                 self.gate.wake.notify_one();
             }
             return delivery.rejections.into_result();

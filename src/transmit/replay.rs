@@ -155,6 +155,7 @@ pub(super) async fn replay(
             }
             Ok(None) => {
                 // Nothing to probe with: let the next export find out how the endpoint is.
+                gate.on_disk.store(false, Ordering::Release);
                 gate.set_healthy();
                 probes.reset();
                 next = Next::Idle;
