@@ -13,7 +13,7 @@ use reqwest::Url;
 use tokio::sync::watch;
 
 use super::encode::{Body, EncodedItems, Gzip};
-use super::gate::*;
+use super::gate::{instant_after, lock, Gate};
 use super::outcome::{classify, Outcome};
 use super::report::Tally;
 use super::retry::RetryPolicy;

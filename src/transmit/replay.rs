@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::attempt::*;
-use super::gate::*;
+use super::attempt::{Delivery, Shared, Stop};
+use super::gate::instant_after;
 use super::retry::RetryPolicy;
 use super::storage::{Lease, Storage};
 
