@@ -3,6 +3,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +15,7 @@ use reqwest::Url;
 use tokio::sync::watch;
 
 use super::encode::{Body, EncodedItems, Gzip};
-use super::gate::*;
+use super::gate::{instant_after, lock, Gate};
 use super::outcome::{auth_failure, classify, Outcome};
 use super::report::Tally;
 use super::retry::RetryPolicy;
@@ -231,7 +232,7 @@ impl Shared {
                 self.gate.settle(lease, items, Vec::new());
             }
             self.gate.set_healthy();
-            if self.gate.storage.is_some() {
+            if self.gate.storage.is_some() && self.gate.on_disk.load(Ordering::Acquire) {
                 self.gate.wake.notify_one();
             }
             return delivery.rejections.into_result();

@@ -43,6 +43,10 @@ pub(super) struct Gate {
     pub(super) wake: Notify,
     /// Set with a wake-up when something was stored: the replay task waits a backoff first.
     pub(super) stored: AtomicBool,
+    /// Something may be on disk (this process stored it, or an earlier one may have): a
+    /// successful delivery then wakes the replay task. Cleared by the replay task when it finds
+    /// nothing, so that a healthy exporter does not read the directory after every export.
+    pub(super) on_disk: AtomicBool,
     /// What became of the items so far (for the [`DeliveryReport`](super::DeliveryReport)).
     pub(super) tally: Arc<Tally>,
     /// The exporter is shutting down and drains: deliveries keep trying until their deadline
@@ -61,6 +65,7 @@ impl Gate {
             paused_until: Mutex::new(None),
             wake: Notify::new(),
             stored: AtomicBool::new(false),
+            on_disk: AtomicBool::new(true),
             tally: Arc::new(Tally::new(storage.clone())),
             draining: AtomicBool::new(false),
             handed_off: AtomicUsize::new(0),
@@ -136,6 +141,7 @@ impl Gate {
             Ok(stored) => {
                 opentelemetry::otel_debug!(name: "AzureMonitor.Storage.Stored", items = stored);
                 self.tally.stored(stored);
+                self.on_disk.store(true, Ordering::Release);
                 self.stored.store(true, Ordering::Release);
                 self.wake.notify_one();
                 Ok(stored)
@@ -160,6 +166,7 @@ impl Gate {
         match storage.hold(items, 0..items.len(), hold) {
             Ok(lease) => {
                 self.tally.stored(items.len());
+                self.on_disk.store(true, Ordering::Release);
                 lease
             }
             Err(e) => {
@@ -204,6 +211,7 @@ impl Gate {
                 error = e.to_string()
             );
         }
+        self.on_disk.store(true, Ordering::Release);
         self.stored.store(true, Ordering::Release);
         self.wake.notify_one();
     }

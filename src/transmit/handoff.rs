@@ -8,10 +8,10 @@ use std::time::Duration;
 use futures_util::future::Either;
 use tokio::sync::{mpsc, watch};
 
-use super::attempt::*;
-use super::queue::*;
+use super::attempt::Shared;
+use super::queue::Job;
 use super::replay::LEASE_MARGIN;
-use super::worker::*;
+use super::worker::FinishedGuard;
 use crate::error::TransmitError;
 
 /// How long an export waits for its delivery when offline storage is on. Past it, the export

@@ -16,12 +16,12 @@ use futures_channel::oneshot;
 use reqwest::Url;
 use tokio::sync::mpsc;
 
-use super::attempt::*;
+use super::attempt::Shared;
 use super::encode::{EncodedItems, Gzip};
-use super::gate::*;
+use super::gate::{instant_after, lock, Gate};
 use super::retry::RetryPolicy;
 use super::storage::Storage;
-use super::worker::*;
+use super::worker::run;
 use crate::error::TransmitError;
 
 /// Exports waiting for the worker; when full, [`Transmitter::send`] fails instead of blocking.

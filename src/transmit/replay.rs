@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{watch, Notify};
 
-use super::attempt::*;
-use super::gate::*;
+use super::attempt::{Delivery, Shared, Stop};
+use super::gate::instant_after;
 use super::retry::RetryPolicy;
 use super::storage::{Lease, Storage};
 
@@ -155,6 +155,7 @@ pub(super) async fn replay(
             }
             Ok(None) => {
                 // Nothing to probe with: let the next export find out how the endpoint is.
+                gate.on_disk.store(false, Ordering::Release);
                 gate.set_healthy();
                 probes.reset();
                 next = Next::Idle;

@@ -189,3 +189,40 @@ impl fmt::Debug for DeliveryReport {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_reads_the_tally_and_says_it_in_one_line() {
+        let tally = Arc::new(Tally::new(None));
+        let report = DeliveryReport::new(Arc::clone(&tally));
+        assert_eq!(
+            report.to_string(),
+            "0 items accepted, 0 rejected, 0 dropped, 0 waiting on disk"
+        );
+        tally.accepted(510);
+        tally.rejected(2);
+        assert_eq!(tally.dropped(3), 3);
+        tally.stored(7);
+        tally.failed("HTTP 503: Service Unavailable");
+        tally.failed("");
+        // A clone taken earlier sees the same counts.
+        let clone = report.clone();
+        assert_eq!(
+            (
+                clone.accepted(),
+                clone.rejected(),
+                clone.dropped(),
+                clone.stored()
+            ),
+            (510, 2, 3, 7)
+        );
+        assert_eq!(
+            clone.to_string(),
+            "510 items accepted, 2 rejected, 3 dropped, 0 waiting on disk; \
+             last failure: HTTP 503: Service Unavailable"
+        );
+    }
+}

@@ -12,13 +12,13 @@ use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use super::attempt::*;
+use super::attempt::follow;
 use super::encode::EncodedItems;
-use super::queue::*;
-use super::replay::*;
+use super::queue::{TransmitConfig, Transmitter, DROP_JOIN_WAIT, QUEUE_CAPACITY};
+use super::replay::{ProbeBackoff, MIN_PROBE_DELAY};
 use super::retry::RetryPolicy;
 use super::storage::Storage;
-use super::worker::*;
+use super::worker::MAX_CONCURRENT_JOBS;
 use crate::error::TransmitError;
 use crate::transmit::encode::encode;
 use crate::wire::{Data, Envelope, MessageData, SharedTags, Tags, TimeAt, Timestamp};

@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use super::attempt::*;
+use super::attempt::Shared;
 use super::drain;
-use super::handoff::*;
-use super::queue::*;
-use super::replay::*;
+use super::handoff::job_task;
+use super::queue::{Control, Job};
+use super::replay::replay;
 
 /// Exports the worker delivers at the same time; more wait in the queue.
 pub(super) const MAX_CONCURRENT_JOBS: usize = 8;

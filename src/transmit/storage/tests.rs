@@ -517,3 +517,62 @@ fn the_default_directory_follows_the_official_layout_and_hides_the_key() {
         "{text}"
     );
 }
+
+#[test]
+fn a_held_file_is_on_disk_taken_and_given_back_by_its_holder() {
+    let dir = TestDir::new("hold");
+    let storage = open(&dir.0);
+    let batch = items(0, 3);
+    let lease = storage
+        .hold(&batch, all(&batch), Duration::from_secs(60))
+        .unwrap()
+        .unwrap();
+    // On disk at once, counted as this storage's, and not handed to anyone else.
+    assert_eq!(files(&dir.0).len(), 1);
+    assert_eq!(storage.waiting_items(), 3);
+    assert!(storage
+        .lease_oldest(Duration::from_secs(60))
+        .unwrap()
+        .is_none());
+    // The delivery got two of three through: the third is left, and can be taken.
+    storage.replace(lease, &batch, &[2]).unwrap();
+    assert_eq!(storage.waiting_items(), 1);
+    assert_eq!(drain(&storage), [vec![2]]);
+    assert_eq!(storage.waiting_items(), 0);
+    assert!(files(&dir.0).is_empty());
+}
+
+#[test]
+fn own_files_come_first_when_asked_and_only_they_are_counted_as_waiting() {
+    let dir = TestDir::new("own");
+    // An earlier process left an older file.
+    let earlier = open(&dir.0);
+    earlier
+        .write(now_micros() - 5_000, &items(0, 2), [0, 1], None)
+        .unwrap();
+    drop(earlier);
+    let storage = open(&dir.0);
+    storage.store(&items(10, 1), [0]).unwrap();
+    assert_eq!(storage.waiting_items(), 1);
+    let first = storage
+        .lease_next(Duration::from_secs(60), true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(numbers(&storage.read(&first).unwrap().items), [10]);
+    storage.remove(first);
+    // Then the earlier process's, which is not this storage's to count.
+    assert_eq!(storage.waiting_items(), 0);
+    let next = storage
+        .lease_next(Duration::from_secs(60), true)
+        .unwrap()
+        .unwrap();
+    assert_eq!(numbers(&storage.read(&next).unwrap().items), [0, 1]);
+    storage.remove(next);
+    // Without `own_first`, oldest first as before.
+    storage.store(&items(20, 1), [0]).unwrap();
+    let other = open(&dir.0);
+    other
+        .write(now_micros() - 5_000, &items(30, 1), [0], None)
+        .unwrap();
+    assert_eq!(drain(&storage), [vec![30], vec![20]]);
+}

@@ -1,0 +1,536 @@
+//! The whole export, side by side: ours, `opentelemetry-application-insights` 0.46 and
+//! `opentelemetry-otlp` 0.33 (HTTP protobuf + gzip, its default blocking client), each through
+//! its exporter trait (`export`, as the SDK's batch processor and periodic reader call it) into
+//! a loopback HTTP receiver in a child process.
+//!
+//! ```sh
+//! cargo bench --bench pipeline
+//! ```
+//!
+//! For each signal (spans, log records, metric points), 200,000 items in batches of 512 per
+//! exporter, then the exporter's shutdown. Printed per item: CPU of the exporting process (all
+//! its threads, user + system, from `/proc/self/stat`, so Linux only; the time spent cloning
+//! the span batches for the exporters that take them by value is measured apart and taken
+//! out) and request body bytes as the receiver counted them; then the ratios. The receiver
+//! answers 200 at once and does nothing else, in its own process, so its CPU is not counted.
+//!
+//! One run; the machines are shared, so compare the figures of one run with each other.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::{InstrumentationScope, KeyValue, SpanId, TraceFlags, TraceId};
+use opentelemetry_otlp::{Compression, Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
+use opentelemetry_sdk::metrics::{
+    InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider, Temporality,
+};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
+
+mod support;
+
+use support::http::Post;
+
+const ITEMS: usize = 200_000;
+const BATCH: usize = 512;
+const IKEY: &str = "11111111-2222-4333-8444-555555555555";
+/// Set in the child process: it is the receiver.
+const RECEIVER: &str = "PIPELINE_BENCH_RECEIVER";
+
+fn main() {
+    if std::env::var_os(RECEIVER).is_some() {
+        receive();
+        return;
+    }
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
+    let mut child = Command::new(exe)
+        .env(RECEIVER, "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting the receiver: {e}"));
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line);
+    }
+    let addr = line.trim().to_owned();
+    assert!(
+        !addr.is_empty(),
+        "the receiver did not say where it listens"
+    );
+    let rx = Receiver { addr };
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let exports = ITEMS.div_ceil(BATCH);
+    let mut rows = Vec::new();
+
+    // ---- Spans ----
+    let spans = support::web_service_batch(BATCH);
+    let clone_cost = cpu_of(|| {
+        for _ in 0..exports {
+            drop(std::hint::black_box(spans.clone()));
+        }
+    });
+    let ours = {
+        let mut e = opentelemetry_azure_monitor::SpanExporter::builder()
+            .with_connection_string(rx.connection_string())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        e.set_resource(&support::resource());
+        rx.measure(exports * BATCH, clone_cost, || {
+            for _ in 0..exports {
+                check(futures_executor::block_on(e.export(spans.clone())));
+            }
+            check(e.shutdown());
+        })
+    };
+    let theirs = {
+        let mut e = support::http::theirs(rx.connection_string(), rx.post());
+        opentelemetry_sdk::trace::SpanExporter::set_resource(&mut e, &support::resource());
+        let batch: &[SpanData] = &spans;
+        rx.measure(exports * BATCH, clone_cost, || {
+            for _ in 0..exports {
+                check(
+                    runtime.block_on(opentelemetry_sdk::trace::SpanExporter::export(
+                        &e,
+                        batch.to_vec(),
+                    )),
+                );
+            }
+        })
+    };
+    let otlp = {
+        let mut e = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_compression(Compression::Gzip)
+            .with_endpoint(format!("http://{}/v1/traces", rx.addr))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        e.set_resource(&support::resource());
+        rx.measure(exports * BATCH, clone_cost, || {
+            for _ in 0..exports {
+                check(futures_executor::block_on(e.export(spans.clone())));
+            }
+            check(e.shutdown());
+        })
+    };
+    rows.push(("span", ours, theirs, otlp));
+
+    // ---- Log records ----
+    let records = web_service_logs(BATCH);
+    let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+        records.iter().map(|(r, s)| (r, s)).collect();
+    let ours = {
+        let mut e = opentelemetry_azure_monitor::LogExporter::builder()
+            .with_connection_string(rx.connection_string())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        e.set_resource(&support::resource());
+        rx.measure(exports * BATCH, 0.0, || {
+            for _ in 0..exports {
+                check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
+            }
+            check(e.shutdown());
+        })
+    };
+    let theirs = {
+        let mut e = support::http::theirs(rx.connection_string(), rx.post());
+        opentelemetry_sdk::logs::LogExporter::set_resource(&mut e, &support::resource());
+        rx.measure(exports * BATCH, 0.0, || {
+            for _ in 0..exports {
+                check(
+                    runtime.block_on(opentelemetry_sdk::logs::LogExporter::export(
+                        &e,
+                        LogBatch::new(&refs),
+                    )),
+                );
+            }
+        })
+    };
+    let otlp = {
+        let mut e = opentelemetry_otlp::LogExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_compression(Compression::Gzip)
+            .with_endpoint(format!("http://{}/v1/logs", rx.addr))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        e.set_resource(&support::resource());
+        rx.measure(exports * BATCH, 0.0, || {
+            for _ in 0..exports {
+                check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
+            }
+            check(e.shutdown());
+        })
+    };
+    rows.push(("log record", ours, theirs, otlp));
+
+    // ---- Metric points ----
+    let collection = collection(BATCH / 2);
+    let ours = {
+        let e = opentelemetry_azure_monitor::MetricExporter::builder()
+            .with_connection_string(rx.connection_string())
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rx.measure(exports * BATCH, 0.0, || {
+            for _ in 0..exports {
+                check(futures_executor::block_on(e.export(&collection)));
+            }
+            check(e.shutdown());
+        })
+    };
+    let theirs = {
+        let e = support::http::theirs(rx.connection_string(), rx.post());
+        rx.measure(exports * BATCH, 0.0, || {
+            for _ in 0..exports {
+                check(runtime.block_on(
+                    opentelemetry_sdk::metrics::exporter::PushMetricExporter::export(
+                        &e,
+                        &collection,
+                    ),
+                ));
+            }
+        })
+    };
+    let otlp = {
+        let e = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_compression(Compression::Gzip)
+            .with_temporality(Temporality::Delta)
+            .with_endpoint(format!("http://{}/v1/metrics", rx.addr))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        rx.measure(exports * BATCH, 0.0, || {
+            for _ in 0..exports {
+                check(futures_executor::block_on(e.export(&collection)));
+            }
+            check(e.shutdown());
+        })
+    };
+    rows.push(("metric point", ours, theirs, otlp));
+
+    println!(
+        "\n{} items per exporter and signal, in exports of {BATCH}, into a loopback receiver in another process",
+        exports * BATCH
+    );
+    println!(
+        "{:<13} {:>22} {:>22} {:>22} {:>9} {:>9} {:>11} {:>11}",
+        "per item",
+        "ours (CPU, bytes)",
+        "app-insights 0.46",
+        "otlp 0.33 proto+gzip",
+        "CPU/ai",
+        "CPU/otlp",
+        "bytes/ai",
+        "bytes/otlp"
+    );
+    for (what, ours, theirs, otlp) in rows {
+        let cell = |m: &Measured| format!("{:.2} µs {:>6.1} B", m.cpu_us, m.bytes);
+        println!(
+            "{:<13} {:>22} {:>22} {:>22} {:>9.2} {:>9.2} {:>11.2} {:>11.2}",
+            what,
+            cell(&ours),
+            cell(&theirs),
+            cell(&otlp),
+            ours.cpu_us / theirs.cpu_us,
+            ours.cpu_us / otlp.cpu_us,
+            ours.bytes / theirs.bytes,
+            ours.bytes / otlp.bytes
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn check(result: opentelemetry_sdk::error::OTelSdkResult) {
+    if let Err(e) = result {
+        panic!("export failed: {e}");
+    }
+}
+
+/// Per item: CPU in microseconds and request body bytes.
+struct Measured {
+    cpu_us: f64,
+    bytes: f64,
+}
+
+/// CPU time of this process so far (all threads, user + system), in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .unwrap_or_else(|e| panic!("/proc/self/stat (Linux only): {e}"));
+    // After the command name in parentheses: state is field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn cpu_of(f: impl FnOnce()) -> f64 {
+    let start = cpu_seconds();
+    f();
+    cpu_seconds() - start
+}
+
+struct Receiver {
+    addr: String,
+}
+
+impl Receiver {
+    fn connection_string(&self) -> String {
+        format!(
+            "InstrumentationKey={IKEY};IngestionEndpoint=http://{}",
+            self.addr
+        )
+    }
+
+    /// The other exporter's HTTP client: it always speaks https, so it posts to this address.
+    fn post(&self) -> Post {
+        Post {
+            client: reqwest::Client::new(),
+            endpoint: format!("http://{}", self.addr),
+        }
+    }
+
+    /// Body bytes and requests received since the last call.
+    fn take_stats(&self) -> (u64, u64) {
+        let mut s = TcpStream::connect(&self.addr).unwrap_or_else(|e| panic!("stats: {e}"));
+        let _ = s.write_all(b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let body = text.rsplit("\r\n\r\n").next().unwrap_or("");
+        let mut parts = body.split_whitespace().map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// Runs `export` (which sends `items` items), less `overhead` seconds of CPU.
+    fn measure(&self, items: usize, overhead: f64, export: impl FnOnce()) -> Measured {
+        let _ = self.take_stats();
+        let cpu = cpu_of(export) - overhead;
+        let (bytes, requests) = self.take_stats();
+        assert!(requests > 0, "nothing arrived");
+        Measured {
+            cpu_us: cpu.max(0.0) * 1e6 / items as f64,
+            bytes: bytes as f64 / items as f64,
+        }
+    }
+}
+
+// ---- The receiver (child process) ----
+
+fn receive() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local_addr: {e}"));
+    println!("{addr}");
+    let _ = std::io::stdout().flush();
+    let stats = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let stats = Arc::clone(&stats);
+        std::thread::spawn(move || serve(stream, &stats));
+    }
+}
+
+/// Answers the requests of one connection (keep-alive) until it closes.
+fn serve(stream: TcpStream, stats: &(AtomicU64, AtomicU64)) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        match reader.read_line(&mut request_line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut length = 0usize;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or("");
+        let (content_type, answer) = if path == "/stats" {
+            let bytes = stats.0.swap(0, Ordering::SeqCst);
+            let requests = stats.1.swap(0, Ordering::SeqCst);
+            let text = format!("{bytes} {requests}");
+            let _ = write!(
+                writer,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            return;
+        } else {
+            stats.0.fetch_add(length as u64, Ordering::SeqCst);
+            stats.1.fetch_add(1, Ordering::SeqCst);
+            if path.starts_with("/v1/") {
+                // An empty Export*ServiceResponse.
+                ("application/x-protobuf", Vec::new())
+            } else {
+                (
+                    "application/json",
+                    br#"{"itemsReceived":0,"itemsAccepted":0,"errors":[]}"#.to_vec(),
+                )
+            }
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        );
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&answer).is_err() {
+            return;
+        }
+    }
+}
+
+// ---- Data ----
+
+/// `n` log records shaped like a web service's (as `benches/logs_export.rs`).
+fn web_service_logs(n: usize) -> Vec<(SdkLogRecord, InstrumentationScope)> {
+    let provider = SdkLoggerProvider::builder().build();
+    let logger = provider.logger("");
+    let scope = InstrumentationScope::builder("").build();
+    let now = SystemTime::now();
+    let mut records = Vec::with_capacity(n);
+    let mut op = 0u64;
+    while records.len() < n {
+        op += 1;
+        let trace = TraceId::from_bytes(
+            ((u128::from(support::mix(op)) << 64) | u128::from(support::mix(op ^ 0xabcd)))
+                .to_be_bytes(),
+        );
+        let span = SpanId::from_bytes(support::mix(op << 8).to_be_bytes());
+        let time = now - Duration::from_micros(support::mix(op ^ 0x77) % 60_000_000);
+        let new = |severity: Severity, text: &'static str, target: &'static str| {
+            let mut r = logger.create_log_record();
+            r.set_timestamp(time);
+            r.set_observed_timestamp(time);
+            r.set_severity_number(severity);
+            r.set_severity_text(text);
+            r.set_target(target);
+            r.set_event_name("event src/orders.rs:42");
+            r.set_trace_context(trace, span, Some(TraceFlags::SAMPLED));
+            r
+        };
+        let mut info = new(Severity::Info, "INFO", "shop::orders");
+        info.set_body(AnyValue::from(format!("order {op} received")));
+        info.add_attribute("order.id", AnyValue::Int(op as i64));
+        info.add_attribute("customer.id", AnyValue::from(format!("c-{}", op % 977)));
+        info.add_attribute("http.route", AnyValue::from("/api/orders/{id}"));
+        info.add_attribute("items", AnyValue::Int(3));
+        records.push((info, scope.clone()));
+        let mut debug = new(Severity::Debug, "DEBUG", "shop::cache");
+        debug.set_body(AnyValue::from("cache miss, loading from the database"));
+        debug.add_attribute("cache.key", AnyValue::from(format!("order:{op}")));
+        records.push((debug, scope.clone()));
+        if op % 5 == 0 {
+            let mut warn = new(Severity::Warn, "WARN", "shop::inventory");
+            warn.set_body(AnyValue::from("inventory service slow, retrying"));
+            warn.add_attribute("attempt", AnyValue::Int(2));
+            warn.add_attribute("elapsed_ms", AnyValue::Double(812.5));
+            records.push((warn, scope.clone()));
+        }
+        if op % 10 == 0 {
+            let mut error = new(Severity::Error, "ERROR", "shop::payments");
+            error.set_body(AnyValue::from("payment failed"));
+            error.add_attribute("exception.type", AnyValue::from("shop::PaymentError"));
+            error.add_attribute(
+                "exception.message",
+                AnyValue::from("the payment provider answered 402"),
+            );
+            error.add_attribute("order.id", AnyValue::Int(op as i64));
+            records.push((error, scope.clone()));
+        }
+    }
+    records.truncate(n);
+    records
+}
+
+/// One delta collection of `instruments` instruments (a quarter each counters, up-down
+/// counters, histograms and gauges), each with two attribute sets: `2 * instruments` points.
+fn collection(instruments: usize) -> ResourceMetrics {
+    let exporter = InMemoryMetricExporterBuilder::new()
+        .with_temporality(Temporality::Delta)
+        .build();
+    let provider = SdkMeterProvider::builder()
+        .with_resource(support::resource())
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let meter = provider.meter("shop");
+    for i in 0..instruments {
+        for (region, n) in [("westeurope", 3u64), ("eastus", 5)] {
+            let attrs = [
+                KeyValue::new("region", region),
+                KeyValue::new("http.route", "/api/orders/{id}"),
+                KeyValue::new("http.response.status_code", 200),
+            ];
+            match i % 4 {
+                0 => meter
+                    .u64_counter(format!("shop.requests.{i}"))
+                    .build()
+                    .add(n, &attrs),
+                1 => meter
+                    .i64_up_down_counter(format!("shop.active.{i}"))
+                    .build()
+                    .add(n as i64, &attrs),
+                2 => {
+                    let h = meter
+                        .f64_histogram(format!("shop.duration.{i}"))
+                        .with_unit("ms")
+                        .build();
+                    for v in 0..n {
+                        h.record(12.5 * v as f64 + 3.0, &attrs);
+                    }
+                }
+                _ => meter
+                    .f64_gauge(format!("shop.queue.{i}"))
+                    .build()
+                    .record(n as f64 * 1.5, &attrs),
+            }
+        }
+    }
+    if let Err(e) = provider.force_flush() {
+        panic!("collecting: {e}");
+    }
+    let collection = exporter
+        .get_finished_metrics()
+        .ok()
+        .and_then(|mut all| all.pop())
+        .unwrap_or_else(|| panic!("no collection"));
+    let _ = provider.shutdown();
+    collection
+}
