@@ -307,6 +307,10 @@ fn the_live_view_renders_posted_samples_in_a_real_browser() {
             assert!(dom.contains(text), "/live lacks {text:?}: {dom}");
         }
         assert!(dom.contains("Request rate: latest 3/s"), "{dom}");
+        assert!(
+            dom.find("Request rate").unwrap() < dom.find("Memory").unwrap(),
+            "the metrics in the API's order"
+        );
     }
     // The page was read: the next ping is told to post, with the default document stream.
     let (status, head) = post_live(&server, "ping", b"");

@@ -540,7 +540,6 @@ function liveDocument(entry) {
 async function live(view) {
   const data = await api('/api/live', 'view');
   const sources = data.sources;
-  const metricsByKey = Object.fromEntries(data.metrics.map((m) => [m.key, m]));
   add(view,
     h('p', { class: 'hint' },
       'Live Metrics from the programs that use this server\u2019s connection string (its LiveEndpoint). ',
@@ -558,14 +557,14 @@ async function live(view) {
           ` · ${src.samples} of ${data.capacity} samples kept · ${src.evicted} evicted`,
           src.machine ? ` · machine ${src.machine}` : '', src.stream_id ? ` · stream ${src.stream_id}` : ''),
         h('ul', { class: 'cards live-cards', 'aria-label': `Live metrics of ${role(src.role)} ${src.instance || ''}` },
-          Object.keys(src.series).map((key) => {
-            const m = metricsByKey[key] || { key, label: key, unit: '' };
+          data.metrics.map((m) => {
+            const key = m.key;
             const latest = src.latest[key];
             const bad = BAD_METRICS.includes(key) && latest > 0;
             return h('li', { class: `card live-card${bad ? ' bad-card' : ''}` },
               h('span', { class: 'label' }, m.label),
               h('span', { class: 'value' }, liveValue(latest, m.unit)),
-              sparkline(m, src.series[key], src.times));
+              sparkline(m, src.series[key] || [], src.times));
           })))),
     h('section', { 'aria-labelledby': 'live-docs-h' },
       h('h2', { id: 'live-docs-h' }, 'Latest failed requests, failed dependencies, exceptions and traces'),
