@@ -18,7 +18,10 @@
 //! With `--serve [--port N]` (default port 4390) it sends to the local viewer instead
 //! (`testing::viewer`): after the demo's traffic it keeps the ingestion endpoint and the viewer's
 //! pages up at `http://127.0.0.1:N/` until Ctrl-C or SIGTERM, and prints a connection string
-//! with which any other program can send to it.
+//! with which any other program can send to it. While it serves, the shop keeps taking one
+//! checkout a second (every tenth is order 42, which fails), so that the viewer's Live metrics
+//! page has something to show: each service also has a Live Metrics client
+//! (`LiveMetrics`), whose `LiveEndpoint` is the viewer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -39,7 +42,9 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_azure_monitor::testing::{viewer, IngestionServer};
-use opentelemetry_azure_monitor::{DeliveryReport, LogExporter, MetricExporter, SpanExporter};
+use opentelemetry_azure_monitor::{
+    DeliveryReport, LiveMetrics, LogExporter, MetricExporter, SpanExporter,
+};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -49,7 +54,7 @@ use serde_json::Value;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The three providers of one service.
+/// The three providers of one service, and its Live Metrics client.
 struct Service {
     tracer: SdkTracerProvider,
     logger: SdkLoggerProvider,
@@ -57,6 +62,9 @@ struct Service {
     /// What became of its spans, log records and metrics: taken from the exporters before the
     /// providers own them.
     reports: [(&'static str, DeliveryReport); 3],
+    /// Feeds the Live Metrics stream (the portal's, or the local viewer's `/live`) while
+    /// someone watches it; idle, it only pings every 5 seconds.
+    live: LiveMetrics,
 }
 
 impl Service {
@@ -72,7 +80,9 @@ impl Service {
         let mut spans = SpanExporter::builder();
         let mut logs = LogExporter::builder();
         let mut metrics = MetricExporter::builder();
+        let mut live = LiveMetrics::builder().with_resource(resource.clone());
         if let Some(cs) = connection_string {
+            live = live.with_connection_string(cs);
             // The local server lives only as long as the demo: nothing to keep on disk for it.
             spans = spans.with_connection_string(cs).with_offline_storage(false);
             logs = logs.with_connection_string(cs).with_offline_storage(false);
@@ -81,6 +91,7 @@ impl Service {
                 .with_offline_storage(false);
         }
         let (spans, logs, metrics) = (spans.build()?, logs.build()?, metrics.build()?);
+        let live = live.build()?;
         let reports = [
             ("spans", spans.delivery_report()),
             ("logs", logs.delivery_report()),
@@ -89,10 +100,12 @@ impl Service {
         Ok(Service {
             tracer: SdkTracerProvider::builder()
                 .with_resource(resource.clone())
+                .with_span_processor(live.span_processor())
                 .with_batch_exporter(spans)
                 .build(),
             logger: SdkLoggerProvider::builder()
                 .with_resource(resource.clone())
+                .with_log_processor(live.log_processor())
                 .with_batch_exporter(logs)
                 .build(),
             meter: SdkMeterProvider::builder()
@@ -100,6 +113,7 @@ impl Service {
                 .with_reader(PeriodicReader::builder(metrics).build())
                 .build(),
             reports,
+            live,
         })
     }
 
@@ -114,6 +128,14 @@ impl Service {
             record.add_attribute(key, value);
         }
         logger.emit(record);
+    }
+
+    /// Delivers what the three providers hold, and keeps them running.
+    fn flush(&self) -> Result<(), BoxError> {
+        self.tracer.force_flush()?;
+        self.logger.force_flush()?;
+        self.meter.force_flush()?;
+        Ok(())
     }
 
     /// Flushes and shuts down the three providers, at the same time: each may take up to its
@@ -133,6 +155,7 @@ impl Service {
         for result in results {
             result?;
         }
+        self.live.shutdown()?;
         Ok(())
     }
 }
@@ -468,7 +491,7 @@ async fn run() -> Result<(), BoxError> {
     };
     let connection_string = local.as_ref().map(IngestionServer::connection_string);
 
-    let frontend = Service::new("frontend", connection_string.as_deref())?;
+    let frontend = Arc::new(Service::new("frontend", connection_string.as_deref())?);
     let inventory = Arc::new(Service::new("inventory", connection_string.as_deref())?);
     let inventory_addr = serve_inventory(inventory.clone()).await?;
     let client = reqwest::Client::new();
@@ -489,8 +512,19 @@ async fn run() -> Result<(), BoxError> {
         })
         .collect();
     // Both services at once: each may use up its shutdown timeout when the endpoint fails.
-    let frontend_done = tokio::task::spawn_blocking(move || frontend.shutdown());
-    let inventory_done = tokio::task::spawn_blocking(move || inventory.shutdown());
+    // Serving the viewer, they keep running (for the trickle below) and are only flushed.
+    let serving = local.is_some() && serve.is_some();
+    let done = |service: &Arc<Service>| {
+        let service = Arc::clone(service);
+        tokio::task::spawn_blocking(move || {
+            if serving {
+                service.flush()
+            } else {
+                service.shutdown()
+            }
+        })
+    };
+    let (frontend_done, inventory_done) = (done(&frontend), done(&inventory));
     frontend_done.await??;
     inventory_done.await??;
 
@@ -526,7 +560,35 @@ async fn run() -> Result<(), BoxError> {
             server.viewer_url().unwrap_or_default(),
             server.connection_string()
         );
-        viewer::shutdown_signal().await?;
+        println!(
+            "The shop keeps taking a checkout a second (every tenth fails): open {}live to watch it.",
+            server.viewer_url().unwrap_or_default()
+        );
+        let stop = viewer::shutdown_signal();
+        tokio::pin!(stop);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut n: u32 = 0;
+        loop {
+            tokio::select! {
+                result = &mut stop => {
+                    result?;
+                    break;
+                }
+                _ = tick.tick() => {
+                    n = n.wrapping_add(1);
+                    let order = if n % 10 == 0 { 42 } else { 100 + n % 900 };
+                    if let Err(e) = checkout(&frontend, &client, inventory_addr, order).await {
+                        println!("checkout {order}: {e}");
+                    }
+                }
+            }
+        }
+        let (frontend_done, inventory_done) = (
+            tokio::task::spawn_blocking(move || frontend.shutdown()),
+            tokio::task::spawn_blocking(move || inventory.shutdown()),
+        );
+        frontend_done.await??;
+        inventory_done.await??;
         println!("Stopped.");
     }
     Ok(())

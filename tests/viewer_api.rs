@@ -369,3 +369,138 @@ fn pages_assets_and_the_loopback_guard() {
     assert_eq!(rejected["rejected"][0]["scripted"], true);
     assert!(server.wait_for_requests(1, Duration::from_secs(1)));
 }
+
+/// The viewer is the programs' Live Metrics service: a real `LiveMetrics` client only pings
+/// until a Live page polls, then posts one sample per interval, and `/api/live` shows its role
+/// with the requests its spans made.
+#[test]
+fn live_metrics_post_while_the_live_page_polls_and_show_up_per_role() {
+    use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
+    use opentelemetry::KeyValue;
+    use opentelemetry_azure_monitor::{LiveMetrics, LiveMetricsIntervals};
+
+    const WAIT: Duration = Duration::from_secs(20);
+    let server = ViewerBuilder::new().start().unwrap();
+    let endpoint = server.endpoint();
+    let live = LiveMetrics::builder()
+        .with_connection_string(server.connection_string())
+        .with_intervals(LiveMetricsIntervals {
+            ping: Duration::from_millis(50),
+            post: Duration::from_millis(50),
+            max_ping_failure: Duration::from_secs(60),
+            max_post_failure: Duration::from_secs(20),
+            backoff: Duration::from_secs(60),
+        })
+        .build()
+        .unwrap();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("live-shop")
+        .with_attribute(KeyValue::new("service.instance.id", "live-shop-1"))
+        .build();
+    let tracer_provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_span_processor(live.span_processor())
+        .build();
+    let source = |l: &Value| {
+        l["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["role"] == "live-shop")
+            .cloned()
+    };
+
+    // Nobody watches: the program pings, is told "not subscribed", and posts nothing.
+    assert!(
+        server.wait_for_live(WAIT, |l| l["pings"].as_u64() >= Some(2)
+            && source(l).is_some_and(|s| s["instance"] == "live-shop-1"))
+    );
+    assert!(server.wait_for_live(Duration::ZERO, |l| l["posts"] == 0
+        && !l["watching"].as_bool().unwrap()));
+
+    // A Live page polls: the next ping is answered "subscribed", and posts follow.
+    let first = get_json(&endpoint, "/api/live");
+    assert_eq!(first["watching"], true, "{first:#}");
+    assert!(server.wait_for_live(WAIT, |l| l["posts"].as_u64() >= Some(1)));
+    // Still watching (the page polls every second; this keeps the test independent of time).
+    get_json(&endpoint, "/api/live");
+
+    let tracer = tracer_provider.tracer("viewer-live-test");
+    for code in [200_i64, 200, 500] {
+        let mut span = tracer
+            .span_builder("GET /orders")
+            .with_kind(SpanKind::Server)
+            .with_attributes([
+                KeyValue::new("http.request.method", "GET"),
+                KeyValue::new("url.scheme", "http"),
+                KeyValue::new("url.path", "/orders"),
+                KeyValue::new("server.address", "shop.example"),
+                KeyValue::new("http.response.status_code", code),
+            ])
+            .start(&tracer);
+        if code >= 500 {
+            span.set_status(Status::error("server error"));
+        }
+        span.end();
+    }
+    let counted = |l: &Value, key: &str| {
+        source(l).is_some_and(|s| {
+            s["series"][key]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v.as_f64().is_some_and(|v| v > 0.0))
+        })
+    };
+    assert!(
+        server.wait_for_live(WAIT, |l| counted(l, "request_rate")
+            && counted(l, "request_failed")
+            && l["documents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["role"] == "live-shop"
+                    && d["document"]["DocumentType"] == "Request"
+                    && d["document"]["ResponseCode"] == "500")),
+        "{:#}",
+        get_json(&endpoint, "/api/live")
+    );
+
+    let snapshot = get_json(&endpoint, "/api/live");
+    let s = source(&snapshot).unwrap();
+    assert_eq!(s["instance"], "live-shop-1");
+    assert!(s["samples"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        s["times"].as_array().unwrap().len(),
+        s["series"]["cpu"].as_array().unwrap().len()
+    );
+    assert!(
+        s["latest"]["memory"].as_f64().is_some_and(|m| m > 0.0),
+        "{s:#}"
+    );
+    assert_eq!(snapshot["problem_count"], 0, "{snapshot:#}");
+    let keys: Vec<&str> = snapshot["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "request_rate",
+            "request_duration",
+            "request_failed",
+            "dependency_rate",
+            "dependency_duration",
+            "dependency_failed",
+            "exception_rate",
+            "cpu",
+            "memory"
+        ]
+    );
+    // The Track API saw none of it: Live Metrics is a separate channel.
+    assert!(server.requests().is_empty());
+    live.shutdown().unwrap();
+    drop(tracer_provider);
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use opentelemetry_azure_monitor::testing::viewer::ViewerBuilder;
 use serde_json::json;
-use support::{item, post, shop};
+use support::{item, live_point, post, post_live, shop};
 
 /// How long one page load may take before the browser is killed.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -262,4 +262,68 @@ fn every_view_renders_the_shop_in_a_real_browser() {
         missing.contains("No item of operation 0000 is stored"),
         "{missing}"
     );
+}
+
+/// The Live metrics page: a program's posted samples as sparklines with its role, and its
+/// failing documents; opening the page subscribes the programs.
+#[test]
+fn the_live_view_renders_posted_samples_in_a_real_browser() {
+    let Some(chromium) = chromium() else {
+        assert!(!in_ci(), "CI is set but Chromium is missing");
+        println!("SKIP viewer_browser: no chromium found");
+        return;
+    };
+    let server = ViewerBuilder::new().start().unwrap();
+    let (status, head) = post_live(&server, "ping", b"");
+    assert_eq!(status, 200);
+    assert!(head.contains("x-ms-qps-subscribed: false"), "{head}");
+    for _ in 0..3 {
+        let body = serde_json::to_vec(&[live_point("shop.live")]).unwrap();
+        assert_eq!(post_live(&server, "post", &body).0, 200);
+    }
+    let base = server.viewer_url().unwrap();
+    for virtual_time in [false, true] {
+        let dom = dump_dom(&chromium, &format!("{base}live"), virtual_time);
+        assert!(!dom.contains("Could not load this view"), "{dom}");
+        for text in [
+            "shop.live · shop.live-1",
+            "Request rate",
+            "Request duration",
+            "Failed requests",
+            "Dependency call rate",
+            "Dependency call duration",
+            "Failed dependency calls",
+            "Exceptions",
+            "CPU",
+            "Memory",
+            "50.0 MiB",
+            "12.5 ms",
+            "GET /broken",
+            "shop::Broken: it broke",
+            "3 of 300 samples kept",
+            r#"class="spark""#,
+            r#"href="/live" aria-current="page""#,
+        ] {
+            assert!(dom.contains(text), "/live lacks {text:?}: {dom}");
+        }
+        assert!(dom.contains("Request rate: latest 3/s"), "{dom}");
+        assert!(
+            dom.find("Request rate").unwrap() < dom.find("Memory").unwrap(),
+            "the metrics in the API's order"
+        );
+    }
+    // The page was read: the next ping is told to post, with the default document stream.
+    let (status, head) = post_live(&server, "ping", b"");
+    assert_eq!(status, 200);
+    assert!(head.contains("x-ms-qps-subscribed: true"), "{head}");
+    assert!(
+        head.contains("x-ms-qps-configuration-etag: viewer::"),
+        "{head}"
+    );
+    // A ping without a body is known by its headers.
+    assert!(server.wait_for_live(Duration::ZERO, |l| l["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["role"] == "from-header")));
 }

@@ -21,7 +21,8 @@ Usage: azure-monitor-viewer [--port N] [--address IP] [--capacity N]
 
 A local Application Insights: a Track-API ingestion endpoint and web pages that show what it
 received (overview, application map, transaction search, end-to-end transactions, failures,
-metrics, rejected items). Serves until Ctrl-C or SIGTERM.
+metrics, rejected items), and a Live Metrics endpoint with its live page. Serves until Ctrl-C
+or SIGTERM.
 
 Options:
   --port N        port to listen on (default 4390; 0 picks a free port)

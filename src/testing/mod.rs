@@ -263,7 +263,8 @@ impl IngestionServer {
     /// `InstrumentationKey=<key>;IngestionEndpoint=http://127.0.0.1:PORT;LiveEndpoint=http://127.0.0.1:PORT`.
     /// The server is its own `LiveEndpoint`, so that a Live Metrics client (the one-call setup
     /// starts one) talks to loopback only: it answers Live Metrics pings and posts with "no portal
-    /// session is watching" and does not count them among [`requests`](Self::requests). To
+    /// session is watching" (a [`viewer`]'s server: "watching" while its Live page is open)
+    /// and does not count them among [`requests`](Self::requests). To
     /// script Live Metrics, use [`LiveServer::connection_string`](LiveServer::connection_string).
     pub fn connection_string(&self) -> String {
         format!(

@@ -36,7 +36,12 @@ const TRACK_PATHS: &[&str] = &["/v2.1/track", "/v2/track"];
 /// `LiveEndpoint`, so that a Live Metrics client pointed at it talks to loopback only; it
 /// answers "no portal session is watching", and the client keeps pinging. (The scriptable fake
 /// is [`LiveServer`](super::LiveServer).)
+/// A viewer server plays the service instead and answers "watched" while its Live page is open
+/// (see `viewer/live.rs`).
 const LIVE_PATHS: &[&str] = &["/QuickPulseService.svc/ping", "/QuickPulseService.svc/post"];
+/// Largest Live Metrics body a viewer reads (one data point with at most ~20 documents is far
+/// smaller).
+const MAX_LIVE_BODY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Starts the server thread. Returns the bound address, the stop signal and the thread.
 pub(crate) fn start(
@@ -173,12 +178,61 @@ async fn handle(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     if LIVE_PATHS.contains(&path.as_str()) {
-        let mut response = respond(200, Bytes::new(), &[]);
-        response.headers_mut().insert(
-            HeaderName::from_static("x-ms-qps-subscribed"),
-            HeaderValue::from_static("false"),
+        let Some(viewer) = shared.viewer.as_ref() else {
+            let mut response = respond(200, Bytes::new(), &[]);
+            response.headers_mut().insert(
+                HeaderName::from_static("x-ms-qps-subscribed"),
+                HeaderValue::from_static("false"),
+            );
+            return Ok(response);
+        };
+        // A viewer plays the Live Metrics service (viewer/live.rs): it reads the body, records
+        // it, and answers "subscribed" while someone watches its Live page.
+        let headers: Vec<(String, String)> = request
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                (k.as_str().to_owned(), value)
+            })
+            .collect();
+        let encoding = header_text(request.headers(), &header::CONTENT_ENCODING);
+        let body = match Limited::new(request.into_body(), MAX_LIVE_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => {
+                decode(&collected.to_bytes(), encoding.as_deref()).map_err(|f| f.message)
+            }
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(format!(
+                "the body is larger than the viewer reads ({MAX_LIVE_BODY_BYTES} bytes)"
+            )),
+            Err(_) => return Err(Aborted),
+        };
+        let (subscribed, configuration) = viewer.live(
+            path.ends_with("/post"),
+            &headers,
+            body.as_deref().map_err(Clone::clone),
         );
-        return Ok(response);
+        let subscribed_header = HeaderName::from_static("x-ms-qps-subscribed");
+        return Ok(match configuration {
+            Some((etag, body)) => respond(
+                200,
+                Bytes::from(body),
+                &[
+                    (subscribed_header, subscribed.to_string()),
+                    (
+                        HeaderName::from_static("x-ms-qps-configuration-etag"),
+                        etag.to_owned(),
+                    ),
+                ],
+            ),
+            None => respond(
+                200,
+                Bytes::new(),
+                &[(subscribed_header, subscribed.to_string())],
+            ),
+        });
     }
     if let Some(viewer) = shared
         .viewer

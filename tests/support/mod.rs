@@ -99,3 +99,50 @@ pub(crate) fn post(server: &IngestionServer, body: &[u8], gzip: bool) -> u16 {
     std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
     answer.split(' ').nth(1).unwrap().parse().unwrap()
 }
+
+/// POSTs `body` to `/QuickPulseService.svc/{operation}` (`ping` or `post`) as a Live Metrics
+/// client would; the status and the head of the answer (lower-cased, to find headers in).
+pub(crate) fn post_live(server: &IngestionServer, operation: &str, body: &[u8]) -> (u16, String) {
+    let mut stream =
+        std::net::TcpStream::connect(server.endpoint().trim_start_matches("http://")).unwrap();
+    write!(
+        stream,
+        "POST /QuickPulseService.svc/{operation}?api-version=2024-04-01-preview&ikey={} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nx-ms-qps-role-name: from-header\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.instrumentation_key(),
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut answer).unwrap();
+    let head = answer
+        .split_once("\r\n\r\n")
+        .map_or(answer.as_str(), |(head, _)| head)
+        .to_ascii_lowercase();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head)
+}
+
+/// One Live Metrics data point of `role` with a request rate, a failed request and an
+/// exception, as other languages' exporters post it.
+pub(crate) fn live_point(role: &str) -> Value {
+    json!({
+        "Version": "test", "InvariantVersion": 5, "Instance": format!("{role}-1"),
+        "RoleName": role, "MachineName": "devbox", "StreamId": "0123456789abcdef0123456789abcdef",
+        "Timestamp": utc_now(), "IsWebApp": false, "PerformanceCollectionSupported": true,
+        "Metrics": [
+            {"Name": "\\ApplicationInsights\\Requests/Sec", "Value": 3.0, "Weight": 1},
+            {"Name": "\\ApplicationInsights\\Requests Failed/Sec", "Value": 1.0, "Weight": 1},
+            {"Name": "\\ApplicationInsights\\Request Duration", "Value": 12.5, "Weight": 1},
+            {"Name": "\\ApplicationInsights\\Exceptions/Sec", "Value": 1.0, "Weight": 1},
+            {"Name": "\\% Process\\Processor Time Normalized", "Value": 4.2, "Weight": 1},
+            {"Name": "\\Process\\Physical Bytes", "Value": 52428800.0, "Weight": 1}
+        ],
+        "Documents": [
+            {"DocumentType": "Request", "Name": "GET /broken", "Url": "http://shop.example/broken",
+             "ResponseCode": "500", "Duration": "PT0.0125S", "DocumentStreamIds": ["all-types-default"]},
+            {"DocumentType": "Exception", "ExceptionType": "shop::Broken",
+             "ExceptionMessage": "it broke", "DocumentStreamIds": ["all-types-default"]}
+        ]
+    })
+}

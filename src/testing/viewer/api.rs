@@ -12,6 +12,7 @@
 //! | `GET /api/failures` | `operations`, `exceptions`, `dependencies`: failure groups |
 //! | `GET /api/metrics` | `metrics`: `name`, `series` (`role`, `dimensions`, `points`: `t`, `value`, `count`, `min`, `max`) |
 //! | `GET /api/rejected` | `rejected`: `status`, `reason`, `index`, `item`, newest first |
+//! | `GET /api/live` | Live Metrics (reading it counts as watching: programs post for the next 10 s): `watching`, `metrics` (`key`, `label`, `unit`, `name`), `sources` per role and instance (`role`, `instance`, `stream_id`, `machine`, `last_ping_ms`, `last_post_ms`, `samples`, `evicted`, `times`, `series` and `latest` per metric key), `documents` newest first (`t`, `role`, `instance`, `document`), `problems`, counters |
 //!
 //! `since` is milliseconds since the Unix epoch; `success` is `true` or `false`; `type` is
 //! `request`, `dependency`, `trace`, `exception`, `event`, `metric`, `pageview`, `availability`;
@@ -19,6 +20,7 @@
 
 use serde_json::{json, Value};
 
+use super::live::Live;
 use super::store::{Filter, Kind, Store};
 
 /// The page every view path serves.
@@ -27,7 +29,15 @@ const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
 
 /// Paths that are pages (the script reads the path to know which view to render).
-const PAGES: &[&str] = &["/", "/map", "/search", "/failures", "/metrics", "/rejected"];
+const PAGES: &[&str] = &[
+    "/",
+    "/map",
+    "/search",
+    "/failures",
+    "/metrics",
+    "/rejected",
+    "/live",
+];
 
 /// Largest `limit` a search honours.
 const MAX_LIMIT: usize = 1000;
@@ -70,7 +80,14 @@ impl Reply {
 }
 
 /// Answers a viewer request (`GET` or `HEAD` of `path?query`).
-pub(crate) fn route(store: &Store, method: &str, path: &str, query: &str, now_ms: i64) -> Reply {
+pub(crate) fn route(
+    store: &Store,
+    live: &Live,
+    method: &str,
+    path: &str,
+    query: &str,
+    now_ms: i64,
+) -> Reply {
     if method != "GET" && method != "HEAD" {
         return Reply::error(
             405,
@@ -96,6 +113,7 @@ pub(crate) fn route(store: &Store, method: &str, path: &str, query: &str, now_ms
             Reply::json(&store.overview(now_ms, minutes))
         }
         "/api/map" => Reply::json(&store.map()),
+        "/api/live" => Reply::json(&live.snapshot(now_ms)),
         "/api/failures" => Reply::json(&store.failures()),
         "/api/metrics" => Reply::json(&json!({ "metrics": store.metrics() })),
         "/api/rejected" => {
@@ -178,7 +196,7 @@ pub(crate) fn route(store: &Store, method: &str, path: &str, query: &str, now_ms
                 };
             }
             if PAGES.contains(&path) || path.starts_with("/transactions/") {
-                return page(store, path, &params, now_ms);
+                return page(store, live, path, &params, now_ms);
             }
             Reply::error(404, "Not found")
         }
@@ -188,7 +206,7 @@ pub(crate) fn route(store: &Store, method: &str, path: &str, query: &str, now_ms
 /// A page: the HTML with the data its view starts from (the counters and the view's API
 /// answer, as `/api/...` would give them) in a `<script type="application/json">` block, so
 /// that the first rendering needs no request and is complete when the page has loaded.
-fn page(store: &Store, path: &str, params: &[(String, String)], now_ms: i64) -> Reply {
+fn page(store: &Store, live: &Live, path: &str, params: &[(String, String)], now_ms: i64) -> Reply {
     let param = |name: &str| {
         params
             .iter()
@@ -225,14 +243,14 @@ fn page(store: &Store, path: &str, params: &[(String, String)], now_ms: i64) -> 
             None => (format!("/api{path}"), String::new()),
         },
     };
-    let view = route(store, "GET", &api_path, &query, now_ms);
-    let stats = route(store, "GET", "/api/stats", "", now_ms);
+    let view = route(store, live, "GET", &api_path, &query, now_ms);
+    let stats = route(store, live, "GET", "/api/stats", "", now_ms);
     let mut preload = format!(
         r#"{{"stats":{},"view":{{"status":{},"body":{}}}"#,
         stats.body, view.status, view.body
     );
     if path == "/search" {
-        let roles = route(store, "GET", "/api/overview", "minutes=1", now_ms);
+        let roles = route(store, live, "GET", "/api/overview", "minutes=1", now_ms);
         preload.push_str(&format!(r#","roles":{}"#, roles.body));
     }
     preload.push('}');
@@ -353,19 +371,26 @@ mod tests {
     #[test]
     fn routes() {
         let store = Store::new(10, 10);
-        assert_eq!(route(&store, "POST", "/api/stats", "", 0).status, 405);
-        assert_eq!(route(&store, "GET", "/api/stats", "", 0).status, 200);
-        assert_eq!(route(&store, "GET", "/nope", "", 0).status, 404);
+        let live = Live::default();
         assert_eq!(
-            route(&store, "GET", "/api/transactions/x", "", 0).status,
+            route(&store, &live, "POST", "/api/stats", "", 0).status,
+            405
+        );
+        assert_eq!(route(&store, &live, "GET", "/api/stats", "", 0).status, 200);
+        assert_eq!(route(&store, &live, "GET", "/nope", "", 0).status, 404);
+        assert_eq!(
+            route(&store, &live, "GET", "/api/transactions/x", "", 0).status,
             404
         );
         assert_eq!(
-            route(&store, "GET", "/api/search", "type=bogus", 0).status,
+            route(&store, &live, "GET", "/api/search", "type=bogus", 0).status,
             400
         );
-        assert_eq!(route(&store, "GET", "/api/search", "from=a", 0).status, 400);
-        let page = route(&store, "GET", "/transactions/abc", "", 0);
+        assert_eq!(
+            route(&store, &live, "GET", "/api/search", "from=a", 0).status,
+            400
+        );
+        let page = route(&store, &live, "GET", "/transactions/abc", "", 0);
         assert!(page.content_type.starts_with("text/html"));
         assert!(
             page.body.contains(r#""view":{"status":404"#),
@@ -374,6 +399,7 @@ mod tests {
         );
         let search = route(
             &store,
+            &live,
             "GET",
             "/search",
             "text=%3C/script%3E&minutes=5",
@@ -382,7 +408,7 @@ mod tests {
         assert!(search.body.contains(r#""roles":{"#), "{}", search.body);
         assert!(!search.body.contains("</script></script>"));
         for page in PAGES {
-            let reply = route(&store, "GET", page, "", 0);
+            let reply = route(&store, &live, "GET", page, "", 0);
             assert!(reply.body.contains(r#"id="preload">{"stats":{"#), "{page}");
             assert!(reply.body.contains(r#""view":{"status":200"#), "{page}");
         }

@@ -13,6 +13,7 @@
 //! | `/failures` | failed operations, exceptions by type and operation, failed dependencies |
 //! | `/metrics` | custom metrics charted over time |
 //! | `/rejected` | items the ingestion contract refused, with the reason |
+//! | `/live` | Live Metrics: per role and instance, the last minute of one-second samples, and the latest failing documents |
 //!
 //! The pages are plain HTML, CSS and JavaScript embedded in the binary (no CDN, no build step);
 //! they poll `/api/stats` every two seconds and refresh when something arrived. The JSON API they
@@ -33,17 +34,21 @@
 //! # Ok(()) }
 //! ```
 //!
-//! There is no Live Metrics view yet: the viewer shows what the Track API received. A live view
-//! would add a second source beside the item store (the Live Metrics endpoints' posts, kept as a
-//! short bounded ring of one-second samples), an `/api/live` route and a page polling it, like
-//! the others poll `/api/stats`.
+//! The server is also the programs' Live Metrics service (their connection string names it as
+//! `LiveEndpoint`): `/live` ("Live metrics") shows, per role and instance, the one-second samples
+//! they post (request and dependency rates, durations and failures, exceptions, CPU, memory) as
+//! sparklines, and their latest failed requests, failed dependencies, exceptions and traces. The
+//! programs are told to post only while a Live page has been read within the last ten seconds;
+//! otherwise they only ping, as with the real service when no portal session is open. Samples
+//! are kept in a bounded ring per role and instance (five minutes; `live.rs`).
 
 mod api;
+mod live;
 mod store;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -121,6 +126,8 @@ impl ViewerBuilder {
         }
         let hub = Arc::new(Hub {
             store: Mutex::new(store::Store::new(self.capacity, REJECTED_CAPACITY)),
+            live: Mutex::default(),
+            live_changed: Condvar::new(),
             loopback: self.address.is_loopback(),
         });
         IngestionServer::start_with(addr, Some(hub), Some(self.capacity))
@@ -190,6 +197,10 @@ pub(crate) fn bounded(item: Value) -> Value {
 #[derive(Debug)]
 pub(crate) struct Hub {
     store: Mutex<store::Store>,
+    /// What the programs posted to the Live Metrics paths.
+    live: Mutex<live::Live>,
+    /// Notified after every Live Metrics ping or post.
+    live_changed: Condvar,
     loopback: bool,
 }
 
@@ -254,8 +265,66 @@ impl Hub {
                 body: "This viewer answers only to http://127.0.0.1 or http://localhost".to_owned(),
             };
         }
+        let now = now_ms();
+        if method == "GET" && (path == "/live" || path == "/api/live") {
+            self.lock_live().watch(now);
+        }
         let store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
-        api::route(&store, method, path, query, now_ms())
+        let live = self.lock_live();
+        api::route(&store, &live, method, path, query, now)
+    }
+
+    fn lock_live(&self) -> std::sync::MutexGuard<'_, live::Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers a Live Metrics ping (`post == false`) or post: the request's headers and its
+    /// decoded body (or why it could not be read). Returns whether the program is subscribed, and the configuration ETag
+    /// and body to answer with when it is.
+    pub(crate) fn live(
+        &self,
+        post: bool,
+        headers: &[(String, String)],
+        body: Result<&[u8], String>,
+    ) -> (bool, Option<(&'static str, String)>) {
+        let operation = if post {
+            live::Operation::Post
+        } else {
+            live::Operation::Ping
+        };
+        let answer = self.lock_live().receive(operation, headers, body, now_ms());
+        self.live_changed.notify_all();
+        (answer.subscribed, answer.configuration)
+    }
+}
+
+impl IngestionServer {
+    /// Waits until `done` holds for what `GET /api/live` would answer (without counting as a
+    /// watching page), at most `timeout`; re-checked after every Live Metrics ping or post.
+    /// Returns whether it held, and `false` at once for a server without a viewer. Blocks the
+    /// calling thread, like [`wait_for_envelopes`](IngestionServer::wait_for_envelopes).
+    pub fn wait_for_live(&self, timeout: Duration, done: impl Fn(&Value) -> bool) -> bool {
+        let Some(hub) = self.shared.viewer.as_ref() else {
+            return false;
+        };
+        let deadline = Instant::now().checked_add(timeout);
+        let mut live = hub.lock_live();
+        loop {
+            if done(&live.snapshot(now_ms())) {
+                return true;
+            }
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return false;
+            }
+            live = match hub.live_changed.wait_timeout(live, left) {
+                Ok((live, _)) => live,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
     }
 }
 

@@ -485,6 +485,99 @@ async function rejected(view) {
       'Nothing rejected: every item honoured the contract.'));
 }
 
+// ---- Live metrics --------------------------------------------------------------------------
+
+const LIVE_MS = 1000;
+
+function liveValue(value, unit) {
+  if (value === null || value === undefined) return '–';
+  if (unit === 'ms') return ms(value);
+  if (unit === 'bytes') {
+    const mib = value / (1024 * 1024);
+    return mib >= 1024 ? `${(mib / 1024).toFixed(2)} GiB` : `${mib.toFixed(1)} MiB`;
+  }
+  if (unit === '%') return `${value.toFixed(1)} %`;
+  return `${fmt(value)}${unit}`;
+}
+
+// A small line of the last minute's samples; its text alternative says the latest value and
+// the range (the numbers are in the card beside it too).
+function sparkline(metric, values, times) {
+  const width = 160, height = 36;
+  const known = values.filter((v) => v !== null && v !== undefined);
+  const max = Math.max(...known, 0), min = Math.min(...known, 0);
+  const span = max - min || 1;
+  const x = (i) => (values.length < 2 ? width / 2 : (i / (values.length - 1)) * width);
+  const y = (v) => 2 + (1 - (v - min) / span) * (height - 4);
+  const points = values.map((v, i) => (v === null || v === undefined ? null : `${x(i).toFixed(1)},${y(v).toFixed(1)}`)).filter(Boolean);
+  const latest = known.length ? known[known.length - 1] : null;
+  const label = known.length
+    ? `${metric.label}: latest ${liveValue(latest, metric.unit)}, from ${liveValue(Math.min(...known), metric.unit)} to ${liveValue(Math.max(...known), metric.unit)} over ${known.length} seconds${times.length ? ` until ${clock(times[times.length - 1])}` : ''}`
+    : `${metric.label}: no samples`;
+  return s('svg', { viewBox: `0 0 ${width} ${height}`, class: 'spark', role: 'img', 'aria-label': label },
+    s('line', { x1: 0, x2: width, y1: y(min), y2: y(min), class: 'grid' }),
+    points.length > 1 ? s('polyline', { points: points.join(' '), class: 'spark-line' }) : null,
+    points.length ? s('circle', { cx: points[points.length - 1].split(',')[0], cy: points[points.length - 1].split(',')[1], r: 2.5, class: 'spark-dot' }) : null);
+}
+
+const BAD_METRICS = ['request_failed', 'dependency_failed', 'exception_rate'];
+
+function liveDocument(entry) {
+  const d = entry.document || {};
+  const type = d.DocumentType;
+  const kind = { Request: 'request', RemoteDependency: 'dependency', Exception: 'exception', Trace: 'trace', Event: 'event' }[type] || 'other';
+  const what = {
+    Request: () => `${d.Name || ''}${d.Url ? ` (${d.Url})` : ''}`,
+    RemoteDependency: () => `${d.Name || ''}${d.CommandName ? ` — ${d.CommandName}` : ''}`,
+    Exception: () => `${d.ExceptionType || ''}: ${d.ExceptionMessage || ''}`,
+    Trace: () => d.Message || '',
+    Event: () => d.Name || '',
+  }[type] || (() => JSON.stringify(d));
+  const code = d.ResponseCode ?? d.ResultCode ?? '';
+  return [clock(entry.t), badge(kind), `${role(entry.role)} · ${entry.instance || '–'}`, what(), code, d.Duration || ''];
+}
+
+async function live(view) {
+  const data = await api('/api/live', 'view');
+  const sources = data.sources;
+  add(view,
+    h('p', { class: 'hint' },
+      'Live Metrics from the programs that use this server\u2019s connection string (its LiveEndpoint). ',
+      'While this page is open they post one sample per second; when no Live page has polled for ',
+      `${Math.round(data.watch_ms / 1000)} seconds, they only ping. `,
+      `${data.posts} posts and ${data.pings} pings received`,
+      data.problem_count ? ` · ${data.problem_count} unreadable` : '', '.'),
+    sources.length === 0
+      ? h('p', { class: 'empty' }, 'No program has pinged yet. Run one with this server\u2019s connection string and Live Metrics enabled (e.g. cargo run --example live_metrics).')
+      : sources.map((src, i) => h('section', { class: 'live-source', 'aria-labelledby': `live-${i}-h` },
+        h('h2', { id: `live-${i}-h` }, `${role(src.role)} · ${src.instance || '(no instance)'}`),
+        h('p', { class: 'hint' },
+          src.last_post_ms ? `Last sample ${clock(src.last_post_ms)}` : 'No sample yet (pinging only)',
+          src.last_ping_ms ? ` · last ping ${clock(src.last_ping_ms)}` : '',
+          ` · ${src.samples} of ${data.capacity} samples kept · ${src.evicted} evicted`,
+          src.machine ? ` · machine ${src.machine}` : '', src.stream_id ? ` · stream ${src.stream_id}` : ''),
+        h('ul', { class: 'cards live-cards', 'aria-label': `Live metrics of ${role(src.role)} ${src.instance || ''}` },
+          data.metrics.map((m) => {
+            const key = m.key;
+            const latest = src.latest[key];
+            const bad = BAD_METRICS.includes(key) && latest > 0;
+            return h('li', { class: `card live-card${bad ? ' bad-card' : ''}` },
+              h('span', { class: 'label' }, m.label),
+              h('span', { class: 'value' }, liveValue(latest, m.unit)),
+              sparkline(m, src.series[key] || [], src.times));
+          })))),
+    h('section', { 'aria-labelledby': 'live-docs-h' },
+      h('h2', { id: 'live-docs-h' }, 'Latest failed requests, failed dependencies, exceptions and traces'),
+      table('Documents the programs sent with their samples, newest first', ['Received', 'Type', 'Role · instance', 'What', 'Code', 'Duration'],
+        data.documents.map(liveDocument),
+        'No documents yet: failed requests and dependencies, exceptions and traces appear here while this page is open.')),
+    data.problems.length
+      ? h('section', { 'aria-labelledby': 'live-problems-h' },
+        h('h2', { id: 'live-problems-h' }, 'Unreadable pings and posts'),
+        table('Problems, newest first', ['Received', 'Problem'], data.problems.map((p) => [clock(p.t), p.message])))
+      : null);
+}
+
 // ---- Routing and refresh -------------------------------------------------------------------
 
 function route() {
@@ -500,6 +593,7 @@ function route() {
     '/failures': { title: 'Failures', render: failures },
     '/metrics': { title: 'Custom metrics', render: metrics },
     '/rejected': { title: 'Rejected items', render: rejected },
+    '/live': { title: 'Live metrics', render: live, every: LIVE_MS },
   };
   return views[path] || { title: 'Not found', render: (v) => v.replaceChildren(h('p', {}, 'No such view.')) };
 }
@@ -569,10 +663,16 @@ async function main() {
     return;
   }
   await render(view, current, false);
+  if (current.every) {
+    // A live view reads its API every second (each read also keeps the programs posting).
+    setInterval(() => {
+      if (!state.paused) render(view, current, true);
+    }, current.every);
+  }
   setInterval(async () => {
     try {
       const version = await stats();
-      if (version !== state.version && !state.paused) {
+      if (version !== state.version && !state.paused && !current.every) {
         state.version = version;
         await render(view, current, true);
       }
