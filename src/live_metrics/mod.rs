@@ -38,9 +38,31 @@ use state::Timings;
 /// The default shutdown timeout of [`LiveMetrics::shutdown`] and of the processors.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Clients of this process that have not been shut down: the portal expects one per process
-/// (each has its own stream id, and the page would show the process twice).
-static RUNNING_CLIENTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// The (instrumentation key, role, instance) of each client of this process that has not been
+/// shut down: the portal expects one client per role instance (each has its own stream id, and
+/// the page would show the instance twice). Clients of different roles (several services in one
+/// process, as the demo runs) are fine.
+static RUNNING_CLIENTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Counts a client as running; `false` when one of the same key already runs.
+fn register_client(key: &str) -> bool {
+    let mut running = RUNNING_CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let first = !running.iter().any(|k| k == key);
+    running.push(key.to_owned());
+    first
+}
+
+/// Counts a client as stopped.
+fn unregister_client(key: &str) {
+    let mut running = RUNNING_CLIENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(i) = running.iter().position(|k| k == key) {
+        running.swap_remove(i);
+    }
+}
 
 /// What the client thread and the processors share.
 pub(crate) struct Shared {
@@ -212,13 +234,15 @@ struct Inner {
     client: Client,
     /// The tags of the builder's resource, until a provider gives its own.
     tags: Arc<SharedTags>,
+    /// Its key among the running clients (see [`RUNNING_CLIENTS`]).
+    key: String,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         // The client's own `Drop` stops its thread.
         if self.shared.mark_stopped() {
-            RUNNING_CLIENTS.fetch_sub(1, Relaxed);
+            unregister_client(&self.key);
         }
     }
 }
@@ -272,7 +296,7 @@ impl LiveMetrics {
     /// more, and ends on its own.
     pub fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
         if self.inner.shared.mark_stopped() {
-            RUNNING_CLIENTS.fetch_sub(1, Relaxed);
+            unregister_client(&self.inner.key);
         }
         self.inner.shared.set_subscribed(false);
         if self.inner.client.shutdown(timeout) {
@@ -476,10 +500,16 @@ impl LiveMetricsBuilder {
             },
         )
         .map_err(|e| BuildError::Transport(format!("could not start Live Metrics: {e}")))?;
-        if RUNNING_CLIENTS.fetch_add(1, Relaxed) > 0 {
+        let key = format!(
+            "{}|{}|{}",
+            cs.instrumentation_key(),
+            tags.get("ai.cloud.role").unwrap_or_default(),
+            tags.get("ai.cloud.roleInstance").unwrap_or_default()
+        );
+        if !register_client(&key) {
             opentelemetry::otel_warn!(
                 name: "AzureMonitor.LiveMetrics.SecondClient",
-                message = "a second Live Metrics client was started in this process; build one and share it (clone it) between providers"
+                message = "a second Live Metrics client was started in this process for the same role instance; build one and share it (clone it) between providers"
             );
         }
         Ok(LiveMetrics {
@@ -487,6 +517,7 @@ impl LiveMetricsBuilder {
                 shared,
                 client,
                 tags,
+                key,
             }),
         })
     }
@@ -711,5 +742,18 @@ mod tests {
             .requests()
             .iter()
             .all(|r| r.header("authorization") == Some("Bearer token-1")));
+    }
+
+    #[test]
+    fn one_client_per_role_instance_is_expected() {
+        // Keys of this test only: other tests' clients run in the same process.
+        assert!(register_client("test-ikey|frontend|a"));
+        assert!(register_client("test-ikey|inventory|a"));
+        assert!(!register_client("test-ikey|frontend|a"));
+        unregister_client("test-ikey|frontend|a");
+        unregister_client("test-ikey|frontend|a");
+        assert!(register_client("test-ikey|frontend|a"));
+        unregister_client("test-ikey|frontend|a");
+        unregister_client("test-ikey|inventory|a");
     }
 }
