@@ -133,6 +133,13 @@ fn burst_then_exit(label: &str, faults: &[Fault]) {
         unsafe_, 0,
         "{label}: {unsafe_} spans neither delivered nor on disk when force_flush returned"
     );
+    let received_at_flush: std::collections::HashSet<String> =
+        ids_received(&server).into_iter().collect();
+    let delivered_at_flush = expected
+        .iter()
+        .filter(|id| received_at_flush.contains(*id))
+        .count();
+    println!("{label}: at force_flush ({flushed:?}): {delivered_at_flush} received");
     provider.shutdown().unwrap();
     let shut = start.elapsed();
 

@@ -1,41 +1,109 @@
-//! One export's job on the worker: deliver it, and hand it off (answer the export) when the
-//! delivery takes longer than the SDK's batch processor can wait.
+//! One export's job on the worker: deliver it, and answer the export when that is done or,
+//! for a full batch, hand it off when the delivery takes longer than the SDK's batch processor
+//! can wait.
+//!
+//! # Which exports wait for their delivery
+//!
+//! The SDK's batch processors (`BatchSpanProcessor`, `BatchLogProcessor`) hold a queue (2048
+//! items by default) and export from it one batch at a time, on one thread: when
+//! `max_export_batch_size` (512) items are queued, on their timer, on `force_flush` and on
+//! `shutdown`, they export what is queued at that moment in batches of 512, the last one
+//! smaller, and skip the export when nothing is queued. They never call the exporter's own
+//! `force_flush`: `provider.force_flush()` returns when the processor's last export returned.
+//! What arrives while an export runs and the queue is full is dropped. So the size of the batch
+//! tells the exporter what is behind it ([`Batch`], [`waits`]):
+//!
+//! - **A full batch** (as large as the largest the exporter has seen, at least
+//!   [`SDK_BATCH_SIZE`]) may have more queued behind it, and a slow endpoint must not stall the
+//!   queue: after [`HANDOFF`] the export is answered, its items first written to disk "held" by
+//!   the delivery, which goes on in the background. While the endpoint is failing, full
+//!   batches go to disk at once.
+//! - **A smaller batch** ends a drain of the processor's queue (a `force_flush`, a `shutdown`,
+//!   the timer): nothing was waiting behind it. It is not handed off, and it is attempted even
+//!   while the circuit is open: it is answered once it is delivered (with retries, waiting out
+//!   a `Retry-After` that ends in time) or stored after its attempt ran out, **and** every
+//!   earlier export of this transmitter (handed off or not) has finished the same way, **and**
+//!   what this process stored meanwhile has been sent (or given back after a real attempt), all
+//!   by the export's deadline. The waiting is done here, on the worker, not on the caller's
+//!   thread. So when `provider.force_flush()` returns, everything exported before it was
+//!   accepted, or is on disk after its delivery ran to the deadline: an Azure Functions host
+//!   may freeze the process right after.
+//! - **A metric export** ([`Batch::Reading`]) has no queue behind it (the `PeriodicReader`
+//!   exports on its timer or when flushed): it waits the same way.
+//!
+//! What this cannot cover: a `force_flush` that finds the processor's queue empty right after
+//! a full batch was handed off makes no export at all, so nothing waits; the handed-off items
+//! are then on disk (held by their delivery, sent by this process or the next).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::Either;
 use tokio::sync::{mpsc, watch};
 
-use super::attempt::Shared;
+use super::attempt::{race, Shared};
+use super::drain;
+use super::encode::EncodedItems;
 use super::queue::Job;
 use super::replay::LEASE_MARGIN;
+use super::storage::Files;
 use super::worker::FinishedGuard;
 use crate::error::TransmitError;
 
-/// How long an export waits for its delivery when offline storage is on. Past it, the export
-/// returns `Ok` (the items are on disk, and the worker still delivers them) and the endpoint
-/// counts as failing until it answers. The SDK's batch processors export one batch at a time
-/// and drop what arrives while their queue (2048 by default) is full, so an export must not
-/// hold them: at 2000 items per second, half a second fills half the queue.
+/// The batch size of the SDK's batch processors by default (`max_export_batch_size`): a batch
+/// at least this large counts as full even before the exporter has seen a larger one.
+pub(crate) const SDK_BATCH_SIZE: usize = 512;
+
+/// What the SDK handed to one export, as far as delivery cares (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// A batch of this many spans or log records from a batch processor.
+    Of(usize),
+    /// The metrics of one collection: no queue behind it.
+    Reading,
+}
+
+/// Whether an export of `batch` waits for its delivery and the exports before it instead of
+/// being handed off: it is not a full batch. `largest` is the largest batch seen so far
+/// (updated here).
+pub(super) fn waits(batch: Batch, largest: &AtomicUsize) -> bool {
+    match batch {
+        Batch::Reading => true,
+        Batch::Of(len) => len < largest.fetch_max(len, Ordering::AcqRel).max(SDK_BATCH_SIZE),
+    }
+}
+
+/// How long an export of a full batch waits for its delivery when offline storage is on. Past
+/// it, the export returns `Ok` (the items are on disk, and the worker still delivers them) and
+/// the endpoint counts as failing until it answers. The SDK's batch processors export one batch
+/// at a time and drop what arrives while their queue (2048 by default) is full, so an export
+/// must not hold them: at 2000 items per second, half a second fills half the queue.
 pub(super) const HANDOFF: Duration = Duration::from_millis(500);
 
-/// Runs one export's job: stored at once when the endpoint is failing; otherwise delivered,
-/// answered when done or, with storage, after [`HANDOFF`] (see there).
+/// Runs one export's job. One that [`waits`] is answered as the module docs say. Otherwise:
+/// stored at once when the endpoint is failing; else delivered, answered when done or, with
+/// storage, after [`HANDOFF`] (see there).
 pub(super) async fn job_task(
     shared: Arc<Shared>,
     job: Job,
     abort: watch::Receiver<bool>,
+    settled: watch::Receiver<u64>,
     finished: mpsc::UnboundedSender<u64>,
 ) {
     let Job {
         seq,
         items,
         deadline,
+        waits,
         reply,
     } = job;
     let _guard = FinishedGuard { seq, finished };
+    if waits {
+        let result = last_of_drain(&shared, seq, &items, deadline, abort, settled).await;
+        let _ = reply.send(result);
+        return;
+    }
     // Queued before the endpoint was found failing: store it now, the replay task probes. If
     // the write fails, try to deliver after all.
     if shared.gate.is_failing() && shared.gate.keep(&items, 0..items.len()).is_ok() {
@@ -85,4 +153,38 @@ pub(super) async fn job_task(
             }
         }
     }
+}
+
+/// The job of an export that ends a drain (see the module docs): its own delivery, then the
+/// exports before it (`settled` is the lowest sequence number not finished), then what this
+/// process stored, all by `deadline`.
+async fn last_of_drain(
+    shared: &Arc<Shared>,
+    seq: u64,
+    items: &EncodedItems,
+    deadline: std::time::Instant,
+    mut abort: watch::Receiver<bool>,
+    mut settled: watch::Receiver<u64>,
+) -> Result<(), TransmitError> {
+    let delivery = shared.deliver_export(items, deadline, abort.clone()).await;
+    let result = shared.finish_export(items, delivery, None);
+    let earlier = settled.wait_for(|&lowest| lowest >= seq);
+    if race(earlier, deadline, &mut abort).await.is_err() {
+        return result;
+    }
+    if let Some(storage) = &shared.gate.storage {
+        // Sent by this export, not the replay task: that one backs off after a failure. Its
+        // `exports_done` is true: no export is waited for here.
+        let (_, done) = watch::channel(true);
+        drain::stored(
+            Arc::clone(shared),
+            Arc::clone(storage),
+            Files::OwnOnly,
+            deadline,
+            abort,
+            done,
+        )
+        .await;
+    }
+    result
 }
