@@ -35,16 +35,17 @@
 //! a full batch was handed off makes no export at all, so nothing waits; the handed-off items
 //! are then on disk (held by their delivery, sent by this process or the next).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::future::Either;
 use tokio::sync::{mpsc, watch};
 
 use super::attempt::{race, Shared};
 use super::drain;
-use super::encode::EncodedItems;
+use super::gate::lock;
 use super::queue::Job;
 use super::replay::LEASE_MARGIN;
 use super::storage::Files;
@@ -64,13 +65,79 @@ pub(crate) enum Batch {
     Reading,
 }
 
-/// Whether an export of `batch` waits for its delivery and the exports before it instead of
-/// being handed off: it is not a full batch. `largest` is the largest batch seen so far
-/// (updated here).
-pub(super) fn waits(batch: Batch, largest: &AtomicUsize) -> bool {
-    match batch {
-        Batch::Reading => true,
-        Batch::Of(len) => len < largest.fetch_max(len, Ordering::AcqRel).max(SDK_BATCH_SIZE),
+/// The SDK's batch processors' queue by default (`max_queue_size`).
+const SDK_QUEUE_SIZE: usize = 2048;
+
+/// The items exported over this much time before an export tell how fast the application
+/// produces them (twice the batch processors' default 5 s timer: one burst counts little).
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// How an export is answered: when it is handed off at the latest, and whether it waits for the
+/// exports before it (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Answer {
+    /// With storage, the export is answered (its items held on disk) at the latest this long
+    /// after it was queued, whatever its delivery is doing.
+    pub(super) handoff: Duration,
+    /// Not a full batch: it is not stored at once while the endpoint is failing, and it is
+    /// answered only once the exports before it and what this process stored are settled too
+    /// (within `handoff`).
+    pub(super) waits: bool,
+}
+
+/// What the exports so far say about the next one: the largest batch and the recent ones.
+#[derive(Debug, Default)]
+pub(super) struct Pace {
+    largest: AtomicUsize,
+    recent: Mutex<VecDeque<(Instant, usize)>>,
+}
+
+impl Pace {
+    /// How an export of `batch` queued at `now`, with a deadline `timeout` away, is answered:
+    /// a full batch after [`HANDOFF`]; a metric export at its deadline; a smaller batch at its
+    /// deadline too, unless the application produced items so fast lately (over
+    /// [`RATE_WINDOW`]) that the SDK's queue, empty behind this batch, would be half full
+    /// before then: it is answered by then (at least after [`HANDOFF`]). Waiting longer would
+    /// make the processor drop what the application keeps producing, as under steady load
+    /// through an outage; after a burst (a short-lived process, a Functions invocation) the
+    /// rate over the window is low and the flush waits for the whole delivery.
+    pub(super) fn answer(&self, batch: Batch, now: Instant, timeout: Duration) -> Answer {
+        let Batch::Of(len) = batch else {
+            return Answer {
+                handoff: timeout,
+                waits: true,
+            };
+        };
+        let full = self
+            .largest
+            .fetch_max(len, Ordering::AcqRel)
+            .max(SDK_BATCH_SIZE);
+        let mut recent = lock(&self.recent);
+        while recent
+            .front()
+            .is_some_and(|&(at, _)| now.saturating_duration_since(at) > RATE_WINDOW)
+        {
+            recent.pop_front();
+        }
+        let produced: usize = recent.iter().map(|&(_, n)| n).sum();
+        recent.push_back((now, len));
+        drop(recent);
+        if len >= full {
+            return Answer {
+                handoff: HANDOFF,
+                waits: false,
+            };
+        }
+        // Half the queue at `produced / RATE_WINDOW` items per second.
+        let fills_half = if produced == 0 {
+            timeout
+        } else {
+            RATE_WINDOW.mul_f64(SDK_QUEUE_SIZE as f64 / 2.0 / produced as f64)
+        };
+        Answer {
+            handoff: fills_half.clamp(HANDOFF.min(timeout), timeout),
+            waits: true,
+        }
     }
 }
 
@@ -81,9 +148,10 @@ pub(super) fn waits(batch: Batch, largest: &AtomicUsize) -> bool {
 /// must not hold them: at 2000 items per second, half a second fills half the queue.
 pub(super) const HANDOFF: Duration = Duration::from_millis(500);
 
-/// Runs one export's job. One that [`waits`] is answered as the module docs say. Otherwise:
-/// stored at once when the endpoint is failing; else delivered, answered when done or, with
-/// storage, after [`HANDOFF`] (see there).
+/// Runs one export's job, answered as its [`Answer`] says: a full batch is stored at once when
+/// the endpoint is failing; otherwise delivered, and answered when done (and, if it
+/// [`waits`](Answer::waits), when the exports before it and what this process stored are
+/// settled) or, with storage, when its hand-off time has passed, whichever comes first.
 pub(super) async fn job_task(
     shared: Arc<Shared>,
     job: Job,
@@ -95,33 +163,42 @@ pub(super) async fn job_task(
         seq,
         items,
         deadline,
-        waits,
+        answer,
         reply,
     } = job;
     let _guard = FinishedGuard { seq, finished };
-    if waits {
-        let result = last_of_drain(&shared, seq, &items, deadline, abort, settled).await;
-        let _ = reply.send(result);
-        return;
-    }
     // Queued before the endpoint was found failing: store it now, the replay task probes. If
     // the write fails, try to deliver after all.
-    if shared.gate.is_failing() && shared.gate.keep(&items, 0..items.len()).is_ok() {
+    if !answer.waits && shared.gate.is_failing() && shared.gate.keep(&items, 0..items.len()).is_ok()
+    {
         let _ = reply.send(Ok(()));
         return;
     }
-    let delivery = shared.deliver_export(&items, deadline, abort);
+    let delivery = shared.deliver_export(&items, deadline, abort.clone());
+    // The job starts when the worker takes it; the hand-off time counts from the export.
+    let handoff_at = deadline
+        .checked_sub(shared.timeout)
+        .map_or(deadline, |queued| queued + answer.handoff)
+        .min(deadline);
     if shared.gate.storage.is_none() {
         // Without storage, the export waits for the outcome: nothing else could report it.
         let delivery = delivery.await;
-        let _ = reply.send(shared.finish_export(&items, delivery, None));
+        let result = shared.finish_export(&items, delivery, None);
+        if answer.waits {
+            settle_earlier(&shared, seq, deadline, abort, settled).await;
+        }
+        let _ = reply.send(result);
         return;
     }
     let delivery = std::pin::pin!(delivery);
-    let handoff = std::pin::pin!(tokio::time::sleep(HANDOFF));
+    let handoff = std::pin::pin!(tokio::time::sleep_until(handoff_at.into()));
     match futures_util::future::select(delivery, handoff).await {
         Either::Left((delivery, _)) => {
-            let _ = reply.send(shared.finish_export(&items, delivery, None));
+            let result = shared.finish_export(&items, delivery, None);
+            if answer.waits {
+                settle_earlier(&shared, seq, handoff_at, abort, settled).await;
+            }
+            let _ = reply.send(result);
         }
         Either::Right(((), delivery)) => {
             // No answer yet. The export returns now, so that the SDK's queue keeps draining
@@ -155,36 +232,33 @@ pub(super) async fn job_task(
     }
 }
 
-/// The job of an export that ends a drain (see the module docs): its own delivery, then the
-/// exports before it (`settled` is the lowest sequence number not finished), then what this
-/// process stored, all by `deadline`.
-async fn last_of_drain(
+/// For an export that [`waits`](Answer::waits), once its own delivery is done: waits for the
+/// exports before it (`settled` is the lowest sequence number not finished), then sends what
+/// this process stored, all until `until`.
+async fn settle_earlier(
     shared: &Arc<Shared>,
     seq: u64,
-    items: &EncodedItems,
-    deadline: std::time::Instant,
+    until: Instant,
     mut abort: watch::Receiver<bool>,
     mut settled: watch::Receiver<u64>,
-) -> Result<(), TransmitError> {
-    let delivery = shared.deliver_export(items, deadline, abort.clone()).await;
-    let result = shared.finish_export(items, delivery, None);
+) {
     let earlier = settled.wait_for(|&lowest| lowest >= seq);
-    if race(earlier, deadline, &mut abort).await.is_err() {
-        return result;
+    if race(earlier, until, &mut abort).await.is_err() {
+        return;
     }
-    if let Some(storage) = &shared.gate.storage {
-        // Sent by this export, not the replay task: that one backs off after a failure. Its
+    let on_disk = shared.gate.on_disk.load(Ordering::Acquire);
+    if let Some(storage) = shared.gate.storage.as_ref().filter(|_| on_disk) {
+        // Sent here, not left to the replay task, which backs off after a failure. Its
         // `exports_done` is true: no export is waited for here.
         let (_, done) = watch::channel(true);
         drain::stored(
             Arc::clone(shared),
             Arc::clone(storage),
             Files::OwnOnly,
-            deadline,
+            until,
             abort,
             done,
         )
         .await;
     }
-    result
 }

@@ -7,7 +7,7 @@
 //! inside Tokio (the async-runtime processors).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use super::attempt::Shared;
 use super::encode::{EncodedItems, Gzip};
 use super::gate::{instant_after, lock, Gate};
-use super::handoff::{waits, Batch};
+use super::handoff::{Answer, Batch, Pace};
 use super::retry::RetryPolicy;
 use super::storage::Storage;
 use super::worker::run;
@@ -76,8 +76,8 @@ pub(crate) struct Transmitter {
     pub(super) stopped: AtomicBool,
     pub(super) timeout: Duration,
     pub(super) gate: Arc<Gate>,
-    /// The largest batch exported so far (see [`waits`]).
-    pub(super) largest_batch: AtomicUsize,
+    /// The exports so far, which tell how the next one is answered.
+    pub(super) pace: Pace,
     /// The worker's state, for [`request_bodies`](Self::request_bodies).
     #[cfg(feature = "testing")]
     pub(super) shared: Arc<Shared>,
@@ -113,9 +113,8 @@ pub(super) struct Job {
     pub(super) seq: u64,
     pub(super) items: EncodedItems,
     pub(super) deadline: Instant,
-    /// Not a full batch: waits for its delivery and the exports before it (see
-    /// [`super::handoff`]).
-    pub(super) waits: bool,
+    /// When it is answered (see [`super::handoff`]).
+    pub(super) answer: Answer,
     pub(super) reply: oneshot::Sender<Result<(), TransmitError>>,
 }
 
@@ -232,7 +231,7 @@ impl Transmitter {
             stopped: AtomicBool::new(false),
             timeout: cfg.timeout,
             gate,
-            largest_batch: AtomicUsize::new(0),
+            pace: Pace::default(),
             #[cfg(feature = "testing")]
             shared: for_request_bodies,
         })
@@ -279,21 +278,24 @@ impl Transmitter {
             return Queued::Done(Err(TransmitError::AlreadyShutdown));
         }
         let count = items.len();
-        let waits = waits(batch, &self.largest_batch);
+        let now = Instant::now();
+        let how = self.pace.answer(batch, now, self.timeout);
         // The endpoint is failing: a full batch goes to disk at once; the worker probes and
         // sends it later. If the write fails, try to deliver after all.
-        if !waits && self.gate.store_first(self.timeout) && self.gate.keep(&items, 0..count).is_ok()
+        if !how.waits
+            && self.gate.store_first(self.timeout)
+            && self.gate.keep(&items, 0..count).is_ok()
         {
             return Queued::Done(Ok(()));
         }
         let (reply, answer) = oneshot::channel();
-        let deadline = instant_after(Instant::now(), self.timeout);
+        let deadline = instant_after(now, self.timeout);
         let mut seq = lock(&self.next_seq);
         let job = Job {
             seq: *seq,
             items,
             deadline,
-            waits,
+            answer: how,
             reply,
         };
         match self.jobs.try_send(job) {

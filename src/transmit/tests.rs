@@ -837,7 +837,10 @@ fn while_the_endpoint_fails_exports_go_to_disk_without_a_request() {
     assert_eq!(server.received().len(), 1);
     let start = Instant::now();
     for _ in 0..5 {
-        assert!(matches!(t.send(items(4), FULL).now_or_never(), Some(Ok(()))));
+        assert!(matches!(
+            t.send(items(4), FULL).now_or_never(),
+            Some(Ok(()))
+        ));
     }
     assert!(
         start.elapsed() < Duration::from_secs(2),
