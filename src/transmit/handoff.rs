@@ -28,6 +28,13 @@
 //!   thread. So when `provider.force_flush()` returns, everything exported before it was
 //!   accepted, or is on disk after its delivery ran to the deadline: an Azure Functions host
 //!   may freeze the process right after.
+//!
+//!   One bound keeps steady load safe: under load a drain also ends in a smaller batch, and the
+//!   application goes on producing while the export waits. So a smaller batch waits at most as
+//!   long as the processor's queue would take to fill half at the rate items came in over the
+//!   last [`RATE_WINDOW`] ([`Pace::answer`]), at least [`HANDOFF`]; then it is handed off as a
+//!   full batch is. After a burst that rate is low and the flush waits for the whole delivery;
+//!   at 2000 items per second through an outage it waits about half a second.
 //! - **A metric export** ([`Batch::Reading`]) has no queue behind it (the `PeriodicReader`
 //!   exports on its timer or when flushed): it waits the same way.
 //!
@@ -185,7 +192,7 @@ pub(super) async fn job_task(
         let delivery = delivery.await;
         let result = shared.finish_export(&items, delivery, None);
         if answer.waits {
-            settle_earlier(&shared, seq, deadline, abort, settled).await;
+            settle_earlier(&shared, seq, (deadline, deadline), abort, settled).await;
         }
         let _ = reply.send(result);
         return;
@@ -196,7 +203,7 @@ pub(super) async fn job_task(
         Either::Left((delivery, _)) => {
             let result = shared.finish_export(&items, delivery, None);
             if answer.waits {
-                settle_earlier(&shared, seq, handoff_at, abort, settled).await;
+                settle_earlier(&shared, seq, (handoff_at, deadline), abort, settled).await;
             }
             let _ = reply.send(result);
         }
@@ -233,12 +240,14 @@ pub(super) async fn job_task(
 }
 
 /// For an export that [`waits`](Answer::waits), once its own delivery is done: waits for the
-/// exports before it (`settled` is the lowest sequence number not finished), then sends what
-/// this process stored, all until `until`.
+/// exports before it (`settled` is the lowest sequence number not finished), then for what
+/// this process stored to be sent, until `until`. The stored files are sent by a task of their
+/// own until the export's `deadline`: a request is never cut because the export is answered
+/// (the service may have taken it, and it would be sent twice).
 async fn settle_earlier(
     shared: &Arc<Shared>,
     seq: u64,
-    until: Instant,
+    (until, deadline): (Instant, Instant),
     mut abort: watch::Receiver<bool>,
     mut settled: watch::Receiver<u64>,
 ) {
@@ -251,14 +260,14 @@ async fn settle_earlier(
         // Sent here, not left to the replay task, which backs off after a failure. Its
         // `exports_done` is true: no export is waited for here.
         let (_, done) = watch::channel(true);
-        drain::stored(
+        let sending = tokio::spawn(drain::stored(
             Arc::clone(shared),
             Arc::clone(storage),
             Files::OwnOnly,
-            until,
-            abort,
+            deadline,
+            abort.clone(),
             done,
-        )
-        .await;
+        ));
+        let _ = race(sending, until, &mut abort).await;
     }
 }

@@ -1043,3 +1043,44 @@ fn probes_back_off_within_the_policy() {
     let mut eager = ProbeBackoff::new(&RetryPolicy::new().with_initial_delay(Duration::ZERO));
     assert!((0..20).all(|_| eager.next() >= MIN_PROBE_DELAY));
 }
+
+#[test]
+fn how_an_export_is_answered_follows_the_batch_and_the_recent_rate() {
+    use super::handoff::{Pace, HANDOFF};
+    let timeout = Duration::from_secs(4);
+    let t0 = Instant::now();
+    let pace = Pace::default();
+    // A metric export and a first small batch (a flush after a few spans) wait to the deadline.
+    let metric = pace.answer(Batch::Reading, t0, timeout);
+    assert!(metric.waits);
+    assert_eq!(metric.handoff, timeout);
+    let small = pace.answer(Batch::Of(10), t0, timeout);
+    assert!(small.waits);
+    assert_eq!(small.handoff, timeout);
+    // A burst: three full batches are handed off; the last, smaller one waits to the deadline.
+    for _ in 0..3 {
+        let full = pace.answer(Batch::Of(SDK_BATCH_SIZE), t0, timeout);
+        assert!(!full.waits);
+        assert_eq!(full.handoff, HANDOFF);
+    }
+    let last = pace.answer(Batch::Of(464), t0, timeout);
+    assert!(last.waits);
+    assert_eq!(last.handoff, timeout);
+    // A larger batch raises what counts as full.
+    assert!(!pace.answer(Batch::Of(1000), t0, timeout).waits);
+    assert!(pace.answer(Batch::Of(512), t0, timeout).waits);
+
+    // Steady load, 2000 items per second for 10 s: a smaller batch waits only as long as the
+    // SDK's queue takes to fill half (about half a second), never less than the hand-off.
+    let steady = Pace::default();
+    for i in 0..40u32 {
+        let at = t0 + Duration::from_millis(256) * i;
+        assert!(!steady.answer(Batch::Of(SDK_BATCH_SIZE), at, timeout).waits);
+    }
+    let drained = steady.answer(Batch::Of(100), t0 + Duration::from_secs(10), timeout);
+    assert!(drained.waits);
+    assert!(drained.handoff >= HANDOFF && drained.handoff < Duration::from_secs(1));
+    // Once the load stops for longer than the window, a flush waits to the deadline again.
+    let later = steady.answer(Batch::Of(100), t0 + Duration::from_secs(25), timeout);
+    assert_eq!(later.handoff, timeout);
+}
