@@ -19,8 +19,8 @@
 //!   the delivery, which goes on in the background. While the endpoint is failing, full
 //!   batches go to disk at once.
 //! - **A smaller batch** ends a drain of the processor's queue (a `force_flush`, a `shutdown`,
-//!   the timer): nothing was waiting behind it. It is not handed off, and it is attempted even
-//!   while the circuit is open: it is answered once it is delivered (with retries, waiting out
+//!   the timer): nothing was waiting behind it. It is not handed off, and it is attempted and
+//!   retried even while the circuit is open: it is answered once it is delivered (with retries, waiting out
 //!   a `Retry-After` that ends in time) or stored after its attempt ran out, **and** every
 //!   earlier export of this transmitter (handed off or not) has finished the same way, **and**
 //!   what this process stored meanwhile has been sent (or given back after a real attempt), all
@@ -181,7 +181,7 @@ pub(super) async fn job_task(
         let _ = reply.send(Ok(()));
         return;
     }
-    let delivery = shared.deliver_export(&items, deadline, abort.clone());
+    let delivery = shared.deliver_export(&items, deadline, abort.clone(), answer.waits);
     // The job starts when the worker takes it; the hand-off time counts from the export.
     let handoff_at = deadline
         .checked_sub(shared.timeout)
@@ -190,9 +190,11 @@ pub(super) async fn job_task(
     if shared.gate.storage.is_none() {
         // Without storage, the export waits for the outcome: nothing else could report it.
         let delivery = delivery.await;
+        let delivered = delivery.pending.is_empty();
         let result = shared.finish_export(&items, delivery, None);
         if answer.waits {
-            settle_earlier(&shared, seq, (deadline, deadline), abort, settled).await;
+            let until = (deadline, deadline);
+            settle_earlier(&shared, seq, until, delivered, abort, settled).await;
         }
         let _ = reply.send(result);
         return;
@@ -201,9 +203,11 @@ pub(super) async fn job_task(
     let handoff = std::pin::pin!(tokio::time::sleep_until(handoff_at.into()));
     match futures_util::future::select(delivery, handoff).await {
         Either::Left((delivery, _)) => {
+            let delivered = delivery.pending.is_empty();
             let result = shared.finish_export(&items, delivery, None);
             if answer.waits {
-                settle_earlier(&shared, seq, (handoff_at, deadline), abort, settled).await;
+                let until = (handoff_at, deadline);
+                settle_earlier(&shared, seq, until, delivered, abort, settled).await;
             }
             let _ = reply.send(result);
         }
@@ -240,14 +244,16 @@ pub(super) async fn job_task(
 }
 
 /// For an export that [`waits`](Answer::waits), once its own delivery is done: waits for the
-/// exports before it (`settled` is the lowest sequence number not finished), then for what
-/// this process stored to be sent, until `until`. The stored files are sent by a task of their
+/// exports before it (`settled` is the lowest sequence number not finished), then, if its own
+/// items got through (`delivered`: the endpoint works), for what this process stored to be
+/// sent, until `until`. The stored files are sent by a task of their
 /// own until the export's `deadline`: a request is never cut because the export is answered
 /// (the service may have taken it, and it would be sent twice).
 async fn settle_earlier(
     shared: &Arc<Shared>,
     seq: u64,
     (until, deadline): (Instant, Instant),
+    delivered: bool,
     mut abort: watch::Receiver<bool>,
     mut settled: watch::Receiver<u64>,
 ) {
@@ -255,7 +261,7 @@ async fn settle_earlier(
     if race(earlier, until, &mut abort).await.is_err() {
         return;
     }
-    let on_disk = shared.gate.on_disk.load(Ordering::Acquire);
+    let on_disk = delivered && shared.gate.on_disk.load(Ordering::Acquire);
     if let Some(storage) = shared.gate.storage.as_ref().filter(|_| on_disk) {
         // Sent here, not left to the replay task, which backs off after a failure. Its
         // `exports_done` is true: no export is waited for here.

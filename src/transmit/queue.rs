@@ -280,8 +280,9 @@ impl Transmitter {
         let count = items.len();
         let now = Instant::now();
         let how = self.pace.answer(batch, now, self.timeout);
-        // The endpoint is failing: a full batch goes to disk at once; the worker probes and
-        // sends it later. If the write fails, try to deliver after all.
+        // The endpoint is failing: a full batch goes to disk at once (a smaller one makes an
+        // attempt of its own, see `handoff`); the worker probes and sends it later. If the
+        // write fails, try to deliver after all.
         if !how.waits
             && self.gate.store_first(self.timeout)
             && self.gate.keep(&items, 0..count).is_ok()
