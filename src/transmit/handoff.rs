@@ -31,10 +31,11 @@
 //!
 //!   One bound keeps steady load safe: under load a drain also ends in a smaller batch, and the
 //!   application goes on producing while the export waits. So a smaller batch waits at most as
-//!   long as the processor's queue would take to fill half at the rate items came in over the
-//!   last [`RATE_WINDOW`] ([`Pace::answer`]), at least [`HANDOFF`]; then it is handed off as a
-//!   full batch is. After a burst that rate is low and the flush waits for the whole delivery;
-//!   at 2000 items per second through an outage it waits about half a second.
+//!   long as the processor's queue would take to fill a quarter at the rate items came in over
+//!   the last [`RATE_WINDOW`] ([`Pace::answer`]); then it is handed off as a full batch is.
+//!   After a burst that rate is low and the flush waits for the whole delivery; at 2000 items
+//!   per second through an outage it waits about a quarter of a second (half would not do: a
+//!   full batch's hand-off before it has already let the queue fill up to half).
 //! - **A metric export** ([`Batch::Reading`]) has no queue behind it (the `PeriodicReader`
 //!   exports on its timer or when flushed): it waits the same way.
 //!
@@ -103,8 +104,8 @@ impl Pace {
     /// How an export of `batch` queued at `now`, with a deadline `timeout` away, is answered:
     /// a full batch after [`HANDOFF`]; a metric export at its deadline; a smaller batch at its
     /// deadline too, unless the application produced items so fast lately (over
-    /// [`RATE_WINDOW`]) that the SDK's queue, empty behind this batch, would be half full
-    /// before then: it is answered by then (at least after [`HANDOFF`]). Waiting longer would
+    /// [`RATE_WINDOW`]) that the SDK's queue, empty behind this batch, would be a quarter full
+    /// before then: it is answered by then. Waiting longer would
     /// make the processor drop what the application keeps producing, as under steady load
     /// through an outage; after a burst (a short-lived process, a Functions invocation) the
     /// rate over the window is low and the flush waits for the whole delivery.
@@ -135,14 +136,14 @@ impl Pace {
                 waits: false,
             };
         }
-        // Half the queue at `produced / RATE_WINDOW` items per second.
-        let fills_half = if produced == 0 {
+        // A quarter of the queue at `produced / RATE_WINDOW` items per second.
+        let fills_quarter = if produced == 0 {
             timeout
         } else {
-            RATE_WINDOW.mul_f64(SDK_QUEUE_SIZE as f64 / 2.0 / produced as f64)
+            RATE_WINDOW.mul_f64(SDK_QUEUE_SIZE as f64 / 4.0 / produced as f64)
         };
         Answer {
-            handoff: fills_half.clamp(HANDOFF.min(timeout), timeout),
+            handoff: fills_quarter.min(timeout),
             waits: true,
         }
     }

@@ -1057,7 +1057,8 @@ fn how_an_export_is_answered_follows_the_batch_and_the_recent_rate() {
     let small = pace.answer(Batch::Of(10), t0, timeout);
     assert!(small.waits);
     assert_eq!(small.handoff, timeout);
-    // A burst: three full batches are handed off; the last, smaller one waits to the deadline.
+    // A burst: three full batches are handed off; the last, smaller one waits for its delivery
+    // (the burst counts little over the 10 s window: more than 3 s).
     for _ in 0..3 {
         let full = pace.answer(Batch::Of(SDK_BATCH_SIZE), t0, timeout);
         assert!(!full.waits);
@@ -1065,13 +1066,13 @@ fn how_an_export_is_answered_follows_the_batch_and_the_recent_rate() {
     }
     let last = pace.answer(Batch::Of(464), t0, timeout);
     assert!(last.waits);
-    assert_eq!(last.handoff, timeout);
+    assert!(last.handoff > Duration::from_secs(3), "{last:?}");
     // A larger batch raises what counts as full.
     assert!(!pace.answer(Batch::Of(1000), t0, timeout).waits);
     assert!(pace.answer(Batch::Of(512), t0, timeout).waits);
 
     // Steady load, 2000 items per second for 10 s: a smaller batch waits only as long as the
-    // SDK's queue takes to fill half (about half a second), never less than the hand-off.
+    // SDK's queue takes to fill a quarter (about a quarter of a second).
     let steady = Pace::default();
     for i in 0..40u32 {
         let at = t0 + Duration::from_millis(256) * i;
@@ -1079,7 +1080,7 @@ fn how_an_export_is_answered_follows_the_batch_and_the_recent_rate() {
     }
     let drained = steady.answer(Batch::Of(100), t0 + Duration::from_secs(10), timeout);
     assert!(drained.waits);
-    assert!(drained.handoff >= HANDOFF && drained.handoff < Duration::from_secs(1));
+    assert!(drained.handoff > Duration::from_millis(200) && drained.handoff < HANDOFF);
     // Once the load stops for longer than the window, a flush waits to the deadline again.
     let later = steady.answer(Batch::Of(100), t0 + Duration::from_secs(25), timeout);
     assert_eq!(later.handoff, timeout);
