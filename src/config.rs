@@ -13,7 +13,7 @@ use crate::connection_string::ConnectionString;
 use crate::error::BuildError;
 use crate::processor::{self, Processor};
 use crate::transmit::storage::{self, Storage, StorageConfig};
-use crate::transmit::{EncodedItems, RetryPolicy, TransmitConfig, Transmitter};
+use crate::transmit::{Batch, EncodedItems, RetryPolicy, TransmitConfig, Transmitter};
 use crate::wire::Envelope;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
@@ -118,15 +118,18 @@ impl Core {
     }
 
     /// Encodes on the caller's thread (unless shut down) and hands the items to the delivery
-    /// thread; the future resolves when they are delivered, stored or given up.
+    /// thread; the future resolves when they are delivered, stored or given up. `batch` is
+    /// what the SDK handed over: whether the export may be handed off depends on it (see
+    /// `transmit::handoff`).
     pub(crate) fn export(
         &self,
+        batch: Batch,
         encode: &dyn Fn() -> EncodedItems,
     ) -> impl Future<Output = OTelSdkResult> + Send + 'static {
         let sent = if self.transmitter.is_shutdown() {
             Err(OTelSdkError::AlreadyShutdown)
         } else {
-            Ok(self.transmitter.send(encode()))
+            Ok(self.transmitter.send(encode(), batch))
         };
         async move { sent?.await.map_err(OTelSdkError::from) }
     }

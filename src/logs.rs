@@ -148,7 +148,10 @@ impl LogExporter {
 
 impl opentelemetry_sdk::logs::LogExporter for LogExporter {
     fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
-        self.core.export(&|| self.encode(&batch, SystemTime::now()))
+        self.core
+            .export(transmit::Batch::Of(batch.iter().count()), &|| {
+                self.encode(&batch, SystemTime::now())
+            })
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

@@ -148,7 +148,8 @@ impl MetricExporter {
 
 impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for MetricExporter {
     fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
-        self.core.export(&|| self.encode(metrics))
+        self.core
+            .export(transmit::Batch::Reading, &|| self.encode(metrics))
     }
 
     fn force_flush(&self) -> OTelSdkResult {

@@ -173,7 +173,9 @@ impl SpanExporter {
 
 impl opentelemetry_sdk::trace::SpanExporter for SpanExporter {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        self.core.export(&|| self.encode(&batch, SystemTime::now()))
+        self.core.export(transmit::Batch::Of(batch.len()), &|| {
+            self.encode(&batch, SystemTime::now())
+        })
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

@@ -214,7 +214,7 @@ impl Shared {
             };
             transmit::encode(series.iter().map(|s| series_envelope(s, &cx, now)))
         };
-        self.core.export(&encode)
+        self.core.export(transmit::Batch::Reading, &encode)
     }
 }
 

@@ -201,15 +201,18 @@ impl Shared {
     }
 
     /// Delivers one export: [`deliver`](Self::deliver) with the retry policy. What is left is
-    /// for [`finish_export`](Self::finish_export).
+    /// for [`finish_export`](Self::finish_export). With `persist`, it retries until the
+    /// deadline even while the endpoint counts as failing (an export that waits for its
+    /// delivery, see [`super::handoff`]).
     pub(super) async fn deliver_export(
         &self,
         items: &EncodedItems,
         deadline: Instant,
         abort: watch::Receiver<bool>,
+        persist: bool,
     ) -> Delivery {
         let backoff = self.retry.backoff(fastrand::Rng::new());
-        self.deliver(items, deadline, abort, backoff).await
+        self.deliver(items, deadline, abort, backoff, persist).await
     }
 
     /// Settles one export's delivery: what is left undelivered goes to storage (into `held`,
@@ -256,13 +259,15 @@ impl Shared {
 
     /// Delivers `items` by `deadline`: posts, retries after the delays of `backoff` (and not
     /// before a `Retry-After`), re-sends only the retryable items of a partial success, drops
-    /// rejected items. Returns what is left.
+    /// rejected items. Returns what is left. Gives up at a failure while the endpoint counts as
+    /// failing, unless the exporter drains or `persist` is set.
     pub(super) async fn deliver(
         &self,
         items: &EncodedItems,
         deadline: Instant,
         mut abort: watch::Receiver<bool>,
         mut backoff: impl Iterator<Item = Duration>,
+        persist: bool,
     ) -> Delivery {
         let mut rejections = Rejections::default();
         let mut bodies = match self.bodies(items, 0..items.len()) {
@@ -415,7 +420,7 @@ impl Shared {
             }
             let give_up = if let Some(why) = failed_compression {
                 Some(why)
-            } else if self.gate.is_failing() && !self.gate.is_draining() {
+            } else if !persist && self.gate.is_failing() && !self.gate.is_draining() {
                 Some(format!(
                     "the ingestion endpoint is failing; last failure: {reason}"
                 ))

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 use super::attempt::{race, Shared};
 use super::gate::{instant_after, Gate};
 use super::replay::{send_file, ProbeBackoff, LEASE_MARGIN};
-use super::storage::Storage;
+use super::storage::{Files, Storage};
 
 /// How many stored files a shutdown sends at the same time: the files of one burst go out
 /// together instead of one after the other, in a time the SDK bounds.
@@ -35,13 +35,15 @@ pub(super) const SENDERS: usize = 4;
 /// While exports still run, how often an idle sender looks for what they stored.
 const RECHECK: Duration = Duration::from_millis(20);
 
-/// Sends what is in `storage`, this process's files first, until nothing is left and
+/// Sends what is in `storage` (the files `which` says: a shutdown sends this process's files
+/// first, then those of earlier ones; a flush only this process's), until nothing is left and
 /// `exports_done` is `true`, the `deadline` passes or the worker aborts. Failed files are given
 /// back and tried again after a backoff; a `Retry-After` that ends before the deadline is
 /// waited out, one that ends later ends the drain.
 pub(super) async fn stored(
     shared: Arc<Shared>,
     storage: Arc<Storage>,
+    which: Files,
     deadline: Instant,
     mut abort: watch::Receiver<bool>,
     mut exports_done: watch::Receiver<bool>,
@@ -66,7 +68,7 @@ pub(super) async fn stored(
         {
             return;
         }
-        let lease = match storage.lease_next(hold, true) {
+        let lease = match storage.lease_next(hold, which) {
             Ok(Some(lease)) => lease,
             Ok(None) if *exports_done.borrow_and_update() => return,
             Ok(None) => {

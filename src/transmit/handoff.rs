@@ -1,59 +1,216 @@
-//! One export's job on the worker: deliver it, and hand it off (answer the export) when the
-//! delivery takes longer than the SDK's batch processor can wait.
+//! One export's job on the worker: deliver it, and answer the export when that is done or,
+//! for a full batch, hand it off when the delivery takes longer than the SDK's batch processor
+//! can wait.
+//!
+//! # Which exports wait for their delivery
+//!
+//! The SDK's batch processors (`BatchSpanProcessor`, `BatchLogProcessor`) hold a queue (2048
+//! items by default) and export from it one batch at a time, on one thread: when
+//! `max_export_batch_size` (512) items are queued, on their timer, on `force_flush` and on
+//! `shutdown`, they export what is queued at that moment in batches of 512, the last one
+//! smaller, and skip the export when nothing is queued. They never call the exporter's own
+//! `force_flush`: `provider.force_flush()` returns when the processor's last export returned.
+//! What arrives while an export runs and the queue is full is dropped. So the size of the batch
+//! tells the exporter what is behind it ([`Batch`], [`waits`]):
+//!
+//! - **A full batch** (as large as the largest the exporter has seen, at least
+//!   [`SDK_BATCH_SIZE`]) may have more queued behind it, and a slow endpoint must not stall the
+//!   queue: after [`HANDOFF`] the export is answered, its items first written to disk "held" by
+//!   the delivery, which goes on in the background. While the endpoint is failing, full
+//!   batches go to disk at once.
+//! - **A smaller batch** ends a drain of the processor's queue (a `force_flush`, a `shutdown`,
+//!   the timer): nothing was waiting behind it. It is not handed off, and it is attempted and
+//!   retried even while the circuit is open: it is answered once it is delivered (with retries, waiting out
+//!   a `Retry-After` that ends in time) or stored after its attempt ran out, **and** every
+//!   earlier export of this transmitter (handed off or not) has finished the same way, **and**
+//!   what this process stored meanwhile has been sent (or given back after a real attempt), all
+//!   by the export's deadline. The waiting is done here, on the worker, not on the caller's
+//!   thread. So when `provider.force_flush()` returns, everything exported before it was
+//!   accepted, or is on disk after its delivery ran to the deadline: an Azure Functions host
+//!   may freeze the process right after.
+//!
+//!   One bound keeps steady load safe: under load a drain also ends in a smaller batch, and the
+//!   application goes on producing while the export waits. So a smaller batch waits at most as
+//!   long as the processor's queue would take to fill a quarter at the rate items came in over
+//!   the last [`RATE_WINDOW`] ([`Pace::answer`]); then it is handed off as a full batch is.
+//!   After a burst that rate is low and the flush waits for the whole delivery; at 2000 items
+//!   per second through an outage it waits about a quarter of a second (half would not do: a
+//!   full batch's hand-off before it has already let the queue fill up to half).
+//! - **A metric export** ([`Batch::Reading`]) has no queue behind it (the `PeriodicReader`
+//!   exports on its timer or when flushed): it waits the same way.
+//!
+//! What this cannot cover: a `force_flush` that finds the processor's queue empty right after
+//! a full batch was handed off makes no export at all, so nothing waits; the handed-off items
+//! are then on disk (held by their delivery, sent by this process or the next).
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::future::Either;
 use tokio::sync::{mpsc, watch};
 
-use super::attempt::Shared;
+use super::attempt::{race, Shared};
+use super::drain;
+use super::gate::lock;
 use super::queue::Job;
 use super::replay::LEASE_MARGIN;
+use super::storage::Files;
 use super::worker::FinishedGuard;
 use crate::error::TransmitError;
 
-/// How long an export waits for its delivery when offline storage is on. Past it, the export
-/// returns `Ok` (the items are on disk, and the worker still delivers them) and the endpoint
-/// counts as failing until it answers. The SDK's batch processors export one batch at a time
-/// and drop what arrives while their queue (2048 by default) is full, so an export must not
-/// hold them: at 2000 items per second, half a second fills half the queue.
+/// The batch size of the SDK's batch processors by default (`max_export_batch_size`): a batch
+/// at least this large counts as full even before the exporter has seen a larger one.
+pub(crate) const SDK_BATCH_SIZE: usize = 512;
+
+/// What the SDK handed to one export, as far as delivery cares (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// A batch of this many spans or log records from a batch processor.
+    Of(usize),
+    /// The metrics of one collection: no queue behind it.
+    Reading,
+}
+
+/// The SDK's batch processors' queue by default (`max_queue_size`).
+const SDK_QUEUE_SIZE: usize = 2048;
+
+/// The items exported over this much time before an export tell how fast the application
+/// produces them (twice the batch processors' default 5 s timer: one burst counts little).
+const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// How an export is answered: when it is handed off at the latest, and whether it waits for the
+/// exports before it (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Answer {
+    /// With storage, the export is answered (its items held on disk) at the latest this long
+    /// after it was queued, whatever its delivery is doing.
+    pub(super) handoff: Duration,
+    /// Not a full batch: it is not stored at once while the endpoint is failing, and it is
+    /// answered only once the exports before it and what this process stored are settled too
+    /// (within `handoff`).
+    pub(super) waits: bool,
+}
+
+/// What the exports so far say about the next one: the largest batch and the recent ones.
+#[derive(Debug, Default)]
+pub(super) struct Pace {
+    largest: AtomicUsize,
+    recent: Mutex<VecDeque<(Instant, usize)>>,
+}
+
+impl Pace {
+    /// How an export of `batch` queued at `now`, with a deadline `timeout` away, is answered:
+    /// a full batch after [`HANDOFF`]; a metric export at its deadline; a smaller batch at its
+    /// deadline too, unless the application produced items so fast lately (over
+    /// [`RATE_WINDOW`]) that the SDK's queue, empty behind this batch, would be a quarter full
+    /// before then: it is answered by then. Waiting longer would
+    /// make the processor drop what the application keeps producing, as under steady load
+    /// through an outage; after a burst (a short-lived process, a Functions invocation) the
+    /// rate over the window is low and the flush waits for the whole delivery.
+    pub(super) fn answer(&self, batch: Batch, now: Instant, timeout: Duration) -> Answer {
+        let Batch::Of(len) = batch else {
+            return Answer {
+                handoff: timeout,
+                waits: true,
+            };
+        };
+        let full = self
+            .largest
+            .fetch_max(len, Ordering::AcqRel)
+            .max(SDK_BATCH_SIZE);
+        let mut recent = lock(&self.recent);
+        while recent
+            .front()
+            .is_some_and(|&(at, _)| now.saturating_duration_since(at) > RATE_WINDOW)
+        {
+            recent.pop_front();
+        }
+        let produced: usize = recent.iter().map(|&(_, n)| n).sum();
+        recent.push_back((now, len));
+        drop(recent);
+        if len >= full {
+            return Answer {
+                handoff: HANDOFF,
+                waits: false,
+            };
+        }
+        // A quarter of the queue at `produced / RATE_WINDOW` items per second.
+        let fills_quarter = if produced == 0 {
+            timeout
+        } else {
+            RATE_WINDOW.mul_f64(SDK_QUEUE_SIZE as f64 / 4.0 / produced as f64)
+        };
+        Answer {
+            handoff: fills_quarter.min(timeout),
+            waits: true,
+        }
+    }
+}
+
+/// How long an export of a full batch waits for its delivery when offline storage is on. Past
+/// it, the export returns `Ok` (the items are on disk, and the worker still delivers them) and
+/// the endpoint counts as failing until it answers. The SDK's batch processors export one batch
+/// at a time and drop what arrives while their queue (2048 by default) is full, so an export
+/// must not hold them: at 2000 items per second, half a second fills half the queue.
 pub(super) const HANDOFF: Duration = Duration::from_millis(500);
 
-/// Runs one export's job: stored at once when the endpoint is failing; otherwise delivered,
-/// answered when done or, with storage, after [`HANDOFF`] (see there).
+/// Runs one export's job, answered as its [`Answer`] says: a full batch is stored at once when
+/// the endpoint is failing; otherwise delivered, and answered when done (and, if it
+/// [`waits`](Answer::waits), when the exports before it and what this process stored are
+/// settled) or, with storage, when its hand-off time has passed, whichever comes first.
 pub(super) async fn job_task(
     shared: Arc<Shared>,
     job: Job,
     abort: watch::Receiver<bool>,
+    settled: watch::Receiver<u64>,
     finished: mpsc::UnboundedSender<u64>,
 ) {
     let Job {
         seq,
         items,
         deadline,
+        answer,
         reply,
     } = job;
     let _guard = FinishedGuard { seq, finished };
     // Queued before the endpoint was found failing: store it now, the replay task probes. If
     // the write fails, try to deliver after all.
-    if shared.gate.is_failing() && shared.gate.keep(&items, 0..items.len()).is_ok() {
+    if !answer.waits && shared.gate.is_failing() && shared.gate.keep(&items, 0..items.len()).is_ok()
+    {
         let _ = reply.send(Ok(()));
         return;
     }
-    let delivery = shared.deliver_export(&items, deadline, abort);
+    let delivery = shared.deliver_export(&items, deadline, abort.clone(), answer.waits);
+    // The job starts when the worker takes it; the hand-off time counts from the export.
+    let handoff_at = deadline
+        .checked_sub(shared.timeout)
+        .map_or(deadline, |queued| queued + answer.handoff)
+        .min(deadline);
     if shared.gate.storage.is_none() {
         // Without storage, the export waits for the outcome: nothing else could report it.
         let delivery = delivery.await;
-        let _ = reply.send(shared.finish_export(&items, delivery, None));
+        let delivered = delivery.pending.is_empty();
+        let result = shared.finish_export(&items, delivery, None);
+        if answer.waits {
+            let until = (deadline, deadline);
+            settle_earlier(&shared, seq, until, delivered, abort, settled).await;
+        }
+        let _ = reply.send(result);
         return;
     }
     let delivery = std::pin::pin!(delivery);
-    let handoff = std::pin::pin!(tokio::time::sleep(HANDOFF));
+    let handoff = std::pin::pin!(tokio::time::sleep_until(handoff_at.into()));
     match futures_util::future::select(delivery, handoff).await {
         Either::Left((delivery, _)) => {
-            let _ = reply.send(shared.finish_export(&items, delivery, None));
+            let delivered = delivery.pending.is_empty();
+            let result = shared.finish_export(&items, delivery, None);
+            if answer.waits {
+                let until = (handoff_at, deadline);
+                settle_earlier(&shared, seq, until, delivered, abort, settled).await;
+            }
+            let _ = reply.send(result);
         }
         Either::Right(((), delivery)) => {
             // No answer yet. The export returns now, so that the SDK's queue keeps draining
@@ -84,5 +241,40 @@ pub(super) async fn job_task(
                 );
             }
         }
+    }
+}
+
+/// For an export that [`waits`](Answer::waits), once its own delivery is done: waits for the
+/// exports before it (`settled` is the lowest sequence number not finished), then, if its own
+/// items got through (`delivered`: the endpoint works), for what this process stored to be
+/// sent, until `until`. The stored files are sent by a task of their
+/// own until the export's `deadline`: a request is never cut because the export is answered
+/// (the service may have taken it, and it would be sent twice).
+async fn settle_earlier(
+    shared: &Arc<Shared>,
+    seq: u64,
+    (until, deadline): (Instant, Instant),
+    delivered: bool,
+    mut abort: watch::Receiver<bool>,
+    mut settled: watch::Receiver<u64>,
+) {
+    let earlier = settled.wait_for(|&lowest| lowest >= seq);
+    if race(earlier, until, &mut abort).await.is_err() {
+        return;
+    }
+    let on_disk = delivered && shared.gate.on_disk.load(Ordering::Acquire);
+    if let Some(storage) = shared.gate.storage.as_ref().filter(|_| on_disk) {
+        // Sent here, not left to the replay task, which backs off after a failure. Its
+        // `exports_done` is true: no export is waited for here.
+        let (_, done) = watch::channel(true);
+        let sending = tokio::spawn(drain::stored(
+            Arc::clone(shared),
+            Arc::clone(storage),
+            Files::OwnOnly,
+            deadline,
+            abort.clone(),
+            done,
+        ));
+        let _ = race(sending, until, &mut abort).await;
     }
 }

@@ -8,7 +8,8 @@
 //! - [`queue`]: the [`Transmitter`](queue::Transmitter) handle: the bounded queue of jobs to the
 //!   worker, flush and shutdown.
 //! - [`worker`]: one worker thread with its own runtime that runs the jobs.
-//! - [`handoff`]: one export's job: delivered, or handed off when it takes too long.
+//! - [`handoff`]: one export's job: a full batch is handed off when its delivery takes too
+//!   long; any other export waits until it and the exports before it are delivered or stored.
 //! - [`gate`]: the circuit (is the endpoint failing?), the service's `Retry-After`, and the
 //!   writes to offline storage.
 //! - [`attempt`]: one delivery: posts, retries, redirects ([`attempt::Shared::request`] builds
@@ -50,6 +51,7 @@ pub use report::DeliveryReport;
 pub use retry::RetryPolicy;
 
 pub(crate) use encode::{encode, encode_counted, EncodedItems};
+pub(crate) use handoff::Batch;
 pub(crate) use queue::{TransmitConfig, Transmitter};
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::attempt::Shared;
 use super::encode::{EncodedItems, Gzip};
 use super::gate::{instant_after, lock, Gate};
+use super::handoff::{Answer, Batch, Pace};
 use super::retry::RetryPolicy;
 use super::storage::Storage;
 use super::worker::run;
@@ -75,6 +76,8 @@ pub(crate) struct Transmitter {
     pub(super) stopped: AtomicBool,
     pub(super) timeout: Duration,
     pub(super) gate: Arc<Gate>,
+    /// The exports so far, which tell how the next one is answered.
+    pub(super) pace: Pace,
     /// The worker's state, for [`request_bodies`](Self::request_bodies).
     #[cfg(feature = "testing")]
     pub(super) shared: Arc<Shared>,
@@ -110,6 +113,8 @@ pub(super) struct Job {
     pub(super) seq: u64,
     pub(super) items: EncodedItems,
     pub(super) deadline: Instant,
+    /// When it is answered (see [`super::handoff`]).
+    pub(super) answer: Answer,
     pub(super) reply: oneshot::Sender<Result<(), TransmitError>>,
 }
 
@@ -226,17 +231,22 @@ impl Transmitter {
             stopped: AtomicBool::new(false),
             timeout: cfg.timeout,
             gate,
+            pace: Pace::default(),
             #[cfg(feature = "testing")]
             shared: for_request_bodies,
         })
     }
 
-    /// Hands `items` to the worker and returns a future of the delivery's result. The job is
-    /// queued now, not when the future is first polled; dropping the future does not cancel
-    /// the delivery. Never blocks on the network, and needs no async runtime to be awaited.
+    /// Hands `items` (the export of `batch`) to the worker and returns a future of the
+    /// delivery's result. The job is queued now, not when the future is first polled; dropping
+    /// the future does not cancel the delivery. Never blocks on the network, and needs no async
+    /// runtime to be awaited. A full batch resolves after at most the hand-off time with storage;
+    /// any other export when it and the exports before it are delivered or stored (see
+    /// [`super::handoff`]).
     ///
-    /// With storage, the items are stored right here instead, on the caller's thread, when the
-    /// endpoint is known to be failing or the queue is full; the future is then ready at once.
+    /// With storage, the items of a full batch are stored right here instead, on the caller's
+    /// thread, when the endpoint is known to be failing; those of any export when the queue is
+    /// full. The future is then ready at once.
     ///
     /// # Errors
     ///
@@ -249,8 +259,9 @@ impl Transmitter {
     pub(crate) fn send(
         &self,
         items: EncodedItems,
+        batch: Batch,
     ) -> impl Future<Output = Result<(), TransmitError>> + Send + 'static {
-        let queued = self.enqueue(items);
+        let queued = self.enqueue(items, batch);
         async move {
             match queued {
                 Queued::Waiting(reply) => reply.await.unwrap_or(Err(TransmitError::WorkerStopped)),
@@ -259,7 +270,7 @@ impl Transmitter {
         }
     }
 
-    pub(super) fn enqueue(&self, items: EncodedItems) -> Queued {
+    pub(super) fn enqueue(&self, items: EncodedItems, batch: Batch) -> Queued {
         if items.is_empty() {
             return Queued::Done(Ok(()));
         }
@@ -267,18 +278,25 @@ impl Transmitter {
             return Queued::Done(Err(TransmitError::AlreadyShutdown));
         }
         let count = items.len();
-        // The endpoint is failing: to disk at once; the worker probes and sends it later. If
-        // the write fails, try to deliver after all.
-        if self.gate.store_first(self.timeout) && self.gate.keep(&items, 0..count).is_ok() {
+        let now = Instant::now();
+        let how = self.pace.answer(batch, now, self.timeout);
+        // The endpoint is failing: a full batch goes to disk at once (a smaller one makes an
+        // attempt of its own, see `handoff`); the worker probes and sends it later. If the
+        // write fails, try to deliver after all.
+        if !how.waits
+            && self.gate.store_first(self.timeout)
+            && self.gate.keep(&items, 0..count).is_ok()
+        {
             return Queued::Done(Ok(()));
         }
         let (reply, answer) = oneshot::channel();
-        let deadline = instant_after(Instant::now(), self.timeout);
+        let deadline = instant_after(now, self.timeout);
         let mut seq = lock(&self.next_seq);
         let job = Job {
             seq: *seq,
             items,
             deadline,
+            answer: how,
             reply,
         };
         match self.jobs.try_send(job) {

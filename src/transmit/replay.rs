@@ -235,11 +235,13 @@ pub(super) async fn send_file(
     let delivery = match retry {
         Some(policy) => {
             let backoff = policy.backoff(fastrand::Rng::new());
-            shared.deliver(&items, deadline, abort, backoff).await
+            shared
+                .deliver(&items, deadline, abort, backoff, false)
+                .await
         }
         None => {
             shared
-                .deliver(&items, deadline, abort, std::iter::empty())
+                .deliver(&items, deadline, abort, std::iter::empty(), false)
                 .await
         }
     };

@@ -289,6 +289,17 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
+/// Which stored files [`Storage::lease_next`] takes, each group oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Files {
+    /// Any file.
+    Oldest,
+    /// The files this process wrote, then those of earlier processes.
+    OwnFirst,
+    /// Only the files this process wrote.
+    OwnOnly,
+}
+
 /// Creates a new file readable and writable by its owner only; fails if it exists.
 fn create_private_file(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
@@ -625,23 +636,27 @@ impl Storage {
     ///
     /// When a file cannot be renamed for a reason other than another process taking it first.
     pub(crate) fn lease_oldest(&self, hold: Duration) -> io::Result<Option<Lease>> {
-        self.lease_next(hold, false)
+        self.lease_next(hold, Files::Oldest)
     }
 
-    /// As [`lease_oldest`](Self::lease_oldest); with `own_first`, the files this process wrote
-    /// come before those of earlier processes (each oldest first).
+    /// As [`lease_oldest`](Self::lease_oldest), choosing among the files as `which` says.
     ///
     /// # Errors
     ///
     /// As [`lease_oldest`](Self::lease_oldest).
-    pub(crate) fn lease_next(&self, hold: Duration, own_first: bool) -> io::Result<Option<Lease>> {
+    pub(crate) fn lease_next(&self, hold: Duration, which: Files) -> io::Result<Option<Lease>> {
         let now = now_micros();
         let until = now.saturating_add(micros(hold));
         let mut candidates = self.maintain(0, now);
-        if own_first {
+        if which != Files::Oldest {
             let own = lock(&self.own);
-            // Stable: each group stays oldest first.
-            candidates.sort_by_key(|f| !own.contains(&(f.name.created, f.name.tag)));
+            let is_own = |f: &Found| own.contains(&(f.name.created, f.name.tag));
+            if which == Files::OwnOnly {
+                candidates.retain(|f| is_own(f));
+            } else {
+                // Stable: each group stays oldest first.
+                candidates.sort_by_key(|f| !is_own(f));
+            }
         }
         for f in candidates {
             let path = self.dir.join(f.name.lock_name(until));

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::attempt::follow;
 use super::encode::EncodedItems;
+use super::handoff::{Batch, SDK_BATCH_SIZE};
 use super::queue::{TransmitConfig, Transmitter, DROP_JOIN_WAIT, QUEUE_CAPACITY};
 use super::replay::{ProbeBackoff, MIN_PROBE_DELAY};
 use super::retry::RetryPolicy;
@@ -22,6 +23,9 @@ use super::worker::MAX_CONCURRENT_JOBS;
 use crate::error::TransmitError;
 use crate::transmit::encode::encode;
 use crate::wire::{Data, Envelope, MessageData, SharedTags, Tags, TimeAt, Timestamp};
+
+/// A full batch of the SDK: handed off when its delivery takes long.
+const FULL: Batch = Batch::Of(SDK_BATCH_SIZE);
 use reqwest::Url;
 use std::sync::atomic::Ordering;
 
@@ -298,7 +302,7 @@ fn delivers_a_gzip_json_array_with_the_right_headers_without_a_runtime() {
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
     // No Tokio runtime on this thread: a plain executor, as the SDK's batch processor.
     assert!(tokio::runtime::Handle::try_current().is_err());
-    block_on(t.send(items(3))).unwrap();
+    block_on(t.send(items(3), FULL)).unwrap();
     let got = server.received();
     assert_eq!(got.len(), 1);
     let r = &got[0];
@@ -314,9 +318,9 @@ fn delivers_a_gzip_json_array_with_the_right_headers_without_a_runtime() {
 async fn works_when_awaited_inside_a_tokio_runtime() {
     let server = Server::start(|_| ok());
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    t.send(items(2)).await.unwrap();
+    t.send(items(2), FULL).await.unwrap();
     // Also from a spawned task (the future is `Send + 'static`).
-    tokio::spawn(t.send(items(1))).await.unwrap().unwrap();
+    tokio::spawn(t.send(items(1), FULL)).await.unwrap().unwrap();
     assert_eq!(server.received().len(), 2);
     t.shutdown(TEN_SECONDS).unwrap();
 }
@@ -325,7 +329,7 @@ async fn works_when_awaited_inside_a_tokio_runtime() {
 fn retries_a_500_with_the_same_body() {
     let server = Server::start(|n| if n == 0 { status(500) } else { ok() });
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    block_on(t.send(items(4))).unwrap();
+    block_on(t.send(items(4), FULL)).unwrap();
     let got = server.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].body, got[1].body);
@@ -342,7 +346,7 @@ fn a_429_is_not_retried_before_its_retry_after() {
         }
     });
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    block_on(t.send(items(2))).unwrap();
+    block_on(t.send(items(2), FULL)).unwrap();
     let got = server.received();
     assert_eq!(got.len(), 2);
     let gap = got[1].at - got[0].at;
@@ -369,7 +373,7 @@ fn a_206_resends_only_the_retryable_items() {
         }
     });
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    let result = block_on(t.send(items(6)));
+    let result = block_on(t.send(items(6), FULL));
     let got = server.received();
     assert_eq!(got.len(), 2);
     assert_eq!(got[0].messages(), names(0..6));
@@ -395,7 +399,7 @@ fn a_400_is_dropped_with_the_service_message() {
         )
     });
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    match block_on(t.send(items(2))) {
+    match block_on(t.send(items(2), FULL)) {
         Err(TransmitError::Rejected {
             items: 2,
             status: 400,
@@ -414,8 +418,8 @@ fn a_redirect_is_followed_and_remembered() {
         Reply::Status(307, vec![("location", location.clone())], String::new())
     });
     let t = transmitter(origin.url(), TEN_SECONDS, fast_retries(1));
-    block_on(t.send(items(1))).unwrap();
-    block_on(t.send(items(2))).unwrap();
+    block_on(t.send(items(1), FULL)).unwrap();
+    block_on(t.send(items(2), FULL)).unwrap();
     assert_eq!(origin.received().len(), 1);
     let got = target.received();
     assert_eq!(got.len(), 2);
@@ -429,7 +433,7 @@ fn a_redirect_loop_is_bounded() {
         Reply::Status(308, vec![("location", "/v2.1/track".into())], String::new())
     });
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    match block_on(t.send(items(1))) {
+    match block_on(t.send(items(1), FULL)) {
         Err(TransmitError::Rejected {
             items: 1,
             status: 308,
@@ -451,7 +455,7 @@ fn a_redirect_to_a_foreign_host_is_refused() {
         )
     });
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    match block_on(t.send(items(1))) {
+    match block_on(t.send(items(1), FULL)) {
         Err(TransmitError::Rejected {
             status: 307,
             message,
@@ -470,7 +474,7 @@ fn a_hanging_server_fails_the_export_at_the_deadline() {
     let deadline = Duration::from_millis(300);
     let t = transmitter(server.url(), deadline, fast_retries(5));
     let start = Instant::now();
-    let result = block_on(t.send(items(3)));
+    let result = block_on(t.send(items(3), FULL));
     let elapsed = start.elapsed();
     match result {
         Err(TransmitError::Undelivered { items: 3, reason }) => {
@@ -490,7 +494,7 @@ fn a_hanging_server_fails_the_export_at_the_deadline() {
 fn retries_stop_after_max_attempts() {
     let server = Server::start(|_| status(503));
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(3));
-    match block_on(t.send(items(2))) {
+    match block_on(t.send(items(2), FULL)) {
         Err(TransmitError::Undelivered { items: 2, reason }) => {
             assert!(
                 reason.contains("3 attempts") && reason.contains("503"),
@@ -514,7 +518,7 @@ fn connection_errors_are_retried() {
         TEN_SECONDS,
         fast_retries(2),
     );
-    match block_on(t.send(items(1))) {
+    match block_on(t.send(items(1), FULL)) {
         Err(TransmitError::Undelivered { items: 1, reason }) => {
             assert!(reason.contains("2 attempts"), "{reason}")
         }
@@ -528,7 +532,7 @@ fn a_retry_after_beyond_the_deadline_gives_up_at_once() {
         Server::start(|_| Reply::Status(503, vec![("retry-after", "60".into())], String::new()));
     let t = transmitter(server.url(), Duration::from_secs(5), fast_retries(3));
     let start = Instant::now();
-    match block_on(t.send(items(1))) {
+    match block_on(t.send(items(1), FULL)) {
         Err(TransmitError::Undelivered { items: 1, reason }) => {
             assert!(reason.contains("after the export deadline"), "{reason}")
         }
@@ -549,7 +553,7 @@ fn force_flush_waits_for_earlier_exports() {
             .with_initial_delay(Duration::from_millis(50))
             .with_max_delay(Duration::from_millis(100)),
     );
-    let pending = t.send(items(1));
+    let pending = t.send(items(1), FULL);
     t.force_flush(TEN_SECONDS).unwrap();
     // The export finished before the flush returned.
     assert!(matches!(pending.now_or_never(), Some(Ok(()))));
@@ -562,7 +566,7 @@ fn force_flush_waits_for_earlier_exports() {
 fn force_flush_times_out_on_a_hanging_export() {
     let server = Server::start(|_| Reply::Hang);
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(1));
-    let _pending = t.send(items(1));
+    let _pending = t.send(items(1), FULL);
     let start = Instant::now();
     assert!(matches!(
         t.force_flush(Duration::from_millis(100)),
@@ -575,7 +579,7 @@ fn force_flush_times_out_on_a_hanging_export() {
 fn shutdown_aborts_in_flight_exports_within_its_timeout() {
     let server = Server::start(|_| Reply::Hang);
     let t = transmitter(server.url(), Duration::from_secs(60), fast_retries(1));
-    let pending = t.send(items(2));
+    let pending = t.send(items(2), FULL);
     let start = Instant::now();
     t.shutdown(Duration::from_millis(300)).unwrap();
     let elapsed = start.elapsed();
@@ -594,7 +598,7 @@ fn shutdown_aborts_in_flight_exports_within_its_timeout() {
         Err(TransmitError::AlreadyShutdown)
     ));
     assert!(matches!(
-        block_on(t.send(items(1))),
+        block_on(t.send(items(1), FULL)),
         Err(TransmitError::AlreadyShutdown)
     ));
     assert!(matches!(
@@ -607,7 +611,7 @@ fn shutdown_aborts_in_flight_exports_within_its_timeout() {
 fn shutdown_lets_queued_exports_finish() {
     let server = Server::start(|_| ok());
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(1));
-    let pending: Vec<_> = (1..=3).map(|n| t.send(items(n))).collect();
+    let pending: Vec<_> = (1..=3).map(|n| t.send(items(n), FULL)).collect();
     t.shutdown(TEN_SECONDS).unwrap();
     for p in pending {
         assert!(matches!(p.now_or_never(), Some(Ok(()))));
@@ -620,7 +624,7 @@ fn a_full_queue_refuses_instead_of_blocking() {
     let server = Server::start(|_| Reply::Hang);
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(1));
     let results: Vec<_> = (0..QUEUE_CAPACITY + MAX_CONCURRENT_JOBS + 5)
-        .map(|_| t.send(items(1)).now_or_never())
+        .map(|_| t.send(items(1), FULL).now_or_never())
         .collect();
     let refused = results
         .iter()
@@ -634,7 +638,7 @@ fn a_full_queue_refuses_instead_of_blocking() {
 fn dropping_the_transmitter_stops_its_worker() {
     let server = Server::start(|_| Reply::Hang);
     let t = transmitter(server.url(), Duration::from_secs(60), fast_retries(1));
-    let pending = t.send(items(1));
+    let pending = t.send(items(1), FULL);
     let start = Instant::now();
     drop(t);
     assert!(block_on(pending).is_err());
@@ -645,7 +649,7 @@ fn dropping_the_transmitter_stops_its_worker() {
 fn empty_batches_are_not_sent() {
     let server = Server::start(|_| ok());
     let t = transmitter(server.url(), TEN_SECONDS, fast_retries(1));
-    block_on(t.send(items(0))).unwrap();
+    block_on(t.send(items(0), FULL)).unwrap();
     t.shutdown(TEN_SECONDS).unwrap();
     assert!(server.received().is_empty());
 }
@@ -816,7 +820,7 @@ fn what_cannot_be_delivered_is_stored_and_the_export_succeeds() {
     let server = Server::start(|_| status(503));
     let dir = TestDir::new("client-stored");
     let t = with_storage(server.url(), TEN_SECONDS, slow_probes(1), &dir.0);
-    block_on(t.send(items(3))).unwrap();
+    block_on(t.send(items(3), FULL)).unwrap();
     assert_eq!(server.received().len(), 1);
     assert_eq!(stored(&dir.0), names(0..3));
     assert!(t.gate.is_failing());
@@ -828,12 +832,15 @@ fn while_the_endpoint_fails_exports_go_to_disk_without_a_request() {
     let server = Server::start(|_| status(500));
     let dir = TestDir::new("client-circuit");
     let t = with_storage(server.url(), TEN_SECONDS, slow_probes(3), &dir.0);
-    block_on(t.send(items(2))).unwrap();
+    block_on(t.send(items(2), FULL)).unwrap();
     // The first attempt failed and the next one (10 minutes away) is past the deadline.
     assert_eq!(server.received().len(), 1);
     let start = Instant::now();
     for _ in 0..5 {
-        assert!(matches!(t.send(items(4)).now_or_never(), Some(Ok(()))));
+        assert!(matches!(
+            t.send(items(4), FULL).now_or_never(),
+            Some(Ok(()))
+        ));
     }
     assert!(
         start.elapsed() < Duration::from_secs(2),
@@ -855,7 +862,7 @@ fn stored_telemetry_is_sent_once_the_service_answers_again() {
     let server = Server::start(|n| if n < 3 { status(503) } else { ok() });
     let dir = TestDir::new("client-recover");
     let t = with_storage(server.url(), TEN_SECONDS, fast_retries(2), &dir.0);
-    block_on(t.send(items(3))).unwrap();
+    block_on(t.send(items(3), FULL)).unwrap();
     assert!(server.wait_until(|got| got.len() >= 4));
     t.shutdown(TEN_SECONDS).unwrap();
     let got = server.received();
@@ -918,7 +925,7 @@ fn a_replay_drops_what_the_service_refuses_for_good() {
     let t = with_storage(server.url(), TEN_SECONDS, fast_retries(1), &dir.0);
     assert!(server.wait_until(|got| !got.is_empty()));
     // A later export is delivered, and the refused file is gone.
-    block_on(t.send(items(1))).unwrap();
+    block_on(t.send(items(1), FULL)).unwrap();
     t.shutdown(TEN_SECONDS).unwrap();
     assert_eq!(server.received().len(), 2);
     assert!(stored(&dir.0).is_empty());
@@ -942,10 +949,10 @@ fn a_retry_after_holds_back_replays_too() {
         &dir.0,
     );
     let start = Instant::now();
-    block_on(t.send(items(2))).unwrap();
+    block_on(t.send(items(2), FULL)).unwrap();
     assert!(start.elapsed() < Duration::from_millis(900));
     // Within the pause, a new export is stored without a request.
-    block_on(t.send(items(3))).unwrap();
+    block_on(t.send(items(3), FULL)).unwrap();
     assert_eq!(server.received().len(), 1);
     assert!(server.wait_until(|got| got.len() >= 3));
     t.shutdown(TEN_SECONDS).unwrap();
@@ -970,7 +977,7 @@ fn a_shutdown_leaves_what_is_undelivered_on_disk() {
         fast_retries(1),
         &dir.0,
     );
-    let pending = t.send(items(2));
+    let pending = t.send(items(2), FULL);
     assert!(server.wait_until(|got| !got.is_empty()));
     let start = Instant::now();
     t.shutdown(Duration::from_millis(300)).unwrap();
@@ -994,7 +1001,7 @@ fn with_storage_a_full_queue_loses_nothing() {
         &dir.0,
     );
     let total = QUEUE_CAPACITY + MAX_CONCURRENT_JOBS + 5;
-    let results: Vec<_> = (0..total).map(|_| t.send(items(1))).collect();
+    let results: Vec<_> = (0..total).map(|_| t.send(items(1), FULL)).collect();
     t.shutdown(Duration::from_secs(2)).unwrap();
     for r in results {
         block_on(r).unwrap();
@@ -1008,7 +1015,7 @@ fn when_storage_fails_the_export_fails_and_says_why() {
     let dir = TestDir::new("client-storage-fails");
     let t = with_storage(server.url(), TEN_SECONDS, slow_probes(1), &dir.0);
     std::fs::remove_dir_all(&dir.0).unwrap();
-    let err = block_on(t.send(items(2))).unwrap_err();
+    let err = block_on(t.send(items(2), FULL)).unwrap_err();
     assert!(
         matches!(&err, TransmitError::Undelivered { items: 2, reason } if reason.contains("offline storage failed")),
         "{err}"
@@ -1035,4 +1042,46 @@ fn probes_back_off_within_the_policy() {
     // A zero delay does not make probes spin.
     let mut eager = ProbeBackoff::new(&RetryPolicy::new().with_initial_delay(Duration::ZERO));
     assert!((0..20).all(|_| eager.next() >= MIN_PROBE_DELAY));
+}
+
+#[test]
+fn how_an_export_is_answered_follows_the_batch_and_the_recent_rate() {
+    use super::handoff::{Pace, HANDOFF};
+    let timeout = Duration::from_secs(4);
+    let t0 = Instant::now();
+    let pace = Pace::default();
+    // A metric export and a first small batch (a flush after a few spans) wait to the deadline.
+    let metric = pace.answer(Batch::Reading, t0, timeout);
+    assert!(metric.waits);
+    assert_eq!(metric.handoff, timeout);
+    let small = pace.answer(Batch::Of(10), t0, timeout);
+    assert!(small.waits);
+    assert_eq!(small.handoff, timeout);
+    // A burst: three full batches are handed off; the last, smaller one waits for its delivery
+    // (the burst counts little over the 10 s window: more than 3 s).
+    for _ in 0..3 {
+        let full = pace.answer(Batch::Of(SDK_BATCH_SIZE), t0, timeout);
+        assert!(!full.waits);
+        assert_eq!(full.handoff, HANDOFF);
+    }
+    let last = pace.answer(Batch::Of(464), t0, timeout);
+    assert!(last.waits);
+    assert!(last.handoff > Duration::from_secs(3), "{last:?}");
+    // A larger batch raises what counts as full.
+    assert!(!pace.answer(Batch::Of(1000), t0, timeout).waits);
+    assert!(pace.answer(Batch::Of(512), t0, timeout).waits);
+
+    // Steady load, 2000 items per second for 10 s: a smaller batch waits only as long as the
+    // SDK's queue takes to fill a quarter (about a quarter of a second).
+    let steady = Pace::default();
+    for i in 0..40u32 {
+        let at = t0 + Duration::from_millis(256) * i;
+        assert!(!steady.answer(Batch::Of(SDK_BATCH_SIZE), at, timeout).waits);
+    }
+    let drained = steady.answer(Batch::Of(100), t0 + Duration::from_secs(10), timeout);
+    assert!(drained.waits);
+    assert!(drained.handoff > Duration::from_millis(200) && drained.handoff < HANDOFF);
+    // Once the load stops for longer than the window, a flush waits to the deadline again.
+    let later = steady.answer(Batch::Of(100), t0 + Duration::from_secs(25), timeout);
+    assert_eq!(later.handoff, timeout);
 }

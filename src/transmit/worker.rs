@@ -16,6 +16,7 @@ use super::drain;
 use super::handoff::job_task;
 use super::queue::{Control, Job};
 use super::replay::replay;
+use super::storage::Files;
 
 /// Exports the worker delivers at the same time; more wait in the queue.
 pub(super) const MAX_CONCURRENT_JOBS: usize = 8;
@@ -53,6 +54,9 @@ pub(super) async fn run(
     // Set by a shutdown: drain until then, and the counts when it began.
     let mut drain: Option<(Instant, u64, u64)> = None;
     let (exports_done_tx, exports_done_rx) = watch::channel(false);
+    // The lowest sequence number not finished yet: a job that waits for the exports before
+    // it (see [`super::handoff`]) waits until this reaches its own.
+    let (settled_tx, settled_rx) = watch::channel(0u64);
     let mut senders = Vec::new();
     loop {
         let event = poll_fn(|cx| {
@@ -100,6 +104,7 @@ pub(super) async fn run(
                                         tokio::spawn(drain::stored(
                                             Arc::clone(&shared),
                                             Arc::clone(storage),
+                                            Files::OwnFirst,
                                             abort_at,
                                             abort_rx.clone(),
                                             exports_done_rx.clone(),
@@ -132,11 +137,14 @@ pub(super) async fn run(
                     Arc::clone(&shared),
                     job,
                     abort_rx.clone(),
+                    settled_rx.clone(),
                     finished_tx.clone(),
                 ));
             }
             Event::Job(None) => jobs_open = false,
         }
+        let settled = running.first().copied().unwrap_or(received);
+        settled_tx.send_if_modified(|old| std::mem::replace(old, settled) != settled);
         flushes.retain(|(upto, reply)| {
             let done = received >= *upto && running.first().is_none_or(|first| first >= upto);
             if done {

@@ -555,7 +555,7 @@ fn own_files_come_first_when_asked_and_only_they_are_counted_as_waiting() {
     storage.store(&items(10, 1), [0]).unwrap();
     assert_eq!(storage.waiting_items(), 1);
     let first = storage
-        .lease_next(Duration::from_secs(60), true)
+        .lease_next(Duration::from_secs(60), Files::OwnFirst)
         .unwrap()
         .unwrap();
     assert_eq!(numbers(&storage.read(&first).unwrap().items), [10]);
@@ -563,7 +563,7 @@ fn own_files_come_first_when_asked_and_only_they_are_counted_as_waiting() {
     // Then the earlier process's, which is not this storage's to count.
     assert_eq!(storage.waiting_items(), 0);
     let next = storage
-        .lease_next(Duration::from_secs(60), true)
+        .lease_next(Duration::from_secs(60), Files::OwnFirst)
         .unwrap()
         .unwrap();
     assert_eq!(numbers(&storage.read(&next).unwrap().items), [0, 1]);
