@@ -15,16 +15,11 @@
 //! the collection. Compare the two lines of one run: the machines are shared and noisy.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::KeyValue;
 use opentelemetry_azure_monitor::testing::IngestionServer;
 use opentelemetry_azure_monitor::MetricExporter;
 use opentelemetry_http::HttpClient;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
-use opentelemetry_sdk::metrics::{
-    InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider, Temporality,
-};
 
 mod support;
 
@@ -33,60 +28,6 @@ use support::http::{report_sizes, KeepBody, Post};
 /// Instruments in the collection: a quarter each counters, up-down counters, histograms and
 /// gauges, each with two attribute sets.
 const INSTRUMENTS: usize = 300;
-
-/// One delta collection of `INSTRUMENTS` instruments of a web service, through the SDK.
-fn collection() -> ResourceMetrics {
-    let exporter = InMemoryMetricExporterBuilder::new()
-        .with_temporality(Temporality::Delta)
-        .build();
-    let provider = SdkMeterProvider::builder()
-        .with_resource(support::resource())
-        .with_reader(PeriodicReader::builder(exporter.clone()).build())
-        .build();
-    let meter = provider.meter("shop");
-    for i in 0..INSTRUMENTS {
-        for (region, n) in [("westeurope", 3u64), ("eastus", 5)] {
-            let attrs = [
-                KeyValue::new("region", region),
-                KeyValue::new("http.route", "/api/orders/{id}"),
-                KeyValue::new("http.response.status_code", 200),
-            ];
-            match i % 4 {
-                0 => meter
-                    .u64_counter(format!("shop.requests.{i}"))
-                    .build()
-                    .add(n, &attrs),
-                1 => meter
-                    .i64_up_down_counter(format!("shop.active.{i}"))
-                    .build()
-                    .add(n as i64, &attrs),
-                2 => {
-                    let h = meter
-                        .f64_histogram(format!("shop.duration.{i}"))
-                        .with_unit("ms")
-                        .build();
-                    for v in 0..n {
-                        h.record(12.5 * v as f64 + 3.0, &attrs);
-                    }
-                }
-                _ => meter
-                    .f64_gauge(format!("shop.queue.{i}"))
-                    .build()
-                    .record(n as f64 * 1.5, &attrs),
-            }
-        }
-    }
-    if let Err(e) = provider.force_flush() {
-        panic!("collecting: {e}");
-    }
-    let collection = exporter
-        .get_finished_metrics()
-        .ok()
-        .and_then(|mut all| all.pop())
-        .unwrap_or_else(|| panic!("no collection"));
-    let _ = provider.shutdown();
-    collection
-}
 
 /// Data points in a collection.
 fn points(metrics: &ResourceMetrics) -> usize {
@@ -138,7 +79,7 @@ fn sizes(server: &IngestionServer, metrics: &ResourceMetrics) {
 
 fn bench(c: &mut Criterion) {
     let server = IngestionServer::start().unwrap_or_else(|e| panic!("starting the server: {e}"));
-    let metrics = collection();
+    let metrics = support::metrics::collection(INSTRUMENTS);
     let n = points(&metrics) as u64;
     sizes(&server, &metrics);
 

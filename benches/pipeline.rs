@@ -24,15 +24,11 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
-use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::{InstrumentationScope, KeyValue, SpanId, TraceFlags, TraceId};
+use opentelemetry::{InstrumentationScope, SpanId, TraceFlags, TraceId};
 use opentelemetry_otlp::{Compression, Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord, SdkLoggerProvider};
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
-use opentelemetry_sdk::metrics::{
-    InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider, Temporality,
-};
+use opentelemetry_sdk::metrics::Temporality;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 
 mod support;
@@ -177,7 +173,7 @@ fn main() {
     rows.push(("log record", ours, theirs, otlp));
 
     // ---- Metric points ----
-    let collection = collection(BATCH / 2);
+    let collection = support::metrics::collection(BATCH / 2);
     let ours = {
         let e = opentelemetry_azure_monitor::MetricExporter::builder()
             .with_connection_string(rx.connection_string())
@@ -478,59 +474,4 @@ fn web_service_logs(n: usize) -> Vec<(SdkLogRecord, InstrumentationScope)> {
     }
     records.truncate(n);
     records
-}
-
-/// One delta collection of `instruments` instruments (a quarter each counters, up-down
-/// counters, histograms and gauges), each with two attribute sets: `2 * instruments` points.
-fn collection(instruments: usize) -> ResourceMetrics {
-    let exporter = InMemoryMetricExporterBuilder::new()
-        .with_temporality(Temporality::Delta)
-        .build();
-    let provider = SdkMeterProvider::builder()
-        .with_resource(support::resource())
-        .with_reader(PeriodicReader::builder(exporter.clone()).build())
-        .build();
-    let meter = provider.meter("shop");
-    for i in 0..instruments {
-        for (region, n) in [("westeurope", 3u64), ("eastus", 5)] {
-            let attrs = [
-                KeyValue::new("region", region),
-                KeyValue::new("http.route", "/api/orders/{id}"),
-                KeyValue::new("http.response.status_code", 200),
-            ];
-            match i % 4 {
-                0 => meter
-                    .u64_counter(format!("shop.requests.{i}"))
-                    .build()
-                    .add(n, &attrs),
-                1 => meter
-                    .i64_up_down_counter(format!("shop.active.{i}"))
-                    .build()
-                    .add(n as i64, &attrs),
-                2 => {
-                    let h = meter
-                        .f64_histogram(format!("shop.duration.{i}"))
-                        .with_unit("ms")
-                        .build();
-                    for v in 0..n {
-                        h.record(12.5 * v as f64 + 3.0, &attrs);
-                    }
-                }
-                _ => meter
-                    .f64_gauge(format!("shop.queue.{i}"))
-                    .build()
-                    .record(n as f64 * 1.5, &attrs),
-            }
-        }
-    }
-    if let Err(e) = provider.force_flush() {
-        panic!("collecting: {e}");
-    }
-    let collection = exporter
-        .get_finished_metrics()
-        .ok()
-        .and_then(|mut all| all.pop())
-        .unwrap_or_else(|| panic!("no collection"));
-    let _ = provider.shutdown();
-    collection
 }
