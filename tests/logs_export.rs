@@ -250,7 +250,9 @@ struct WithoutOwnTraffic<L>(L);
 impl<L: log::Log> log::Log for WithoutOwnTraffic<L> {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
         let target = metadata.target();
-        !["reqwest", "hyper", "h2", "rustls", "tower"]
+        // `opentelemetry*`: the SDK's own internal log, which reaches `log` through `tracing`'s
+        // `log` feature when no `tracing` subscriber is set.
+        !["opentelemetry", "reqwest", "hyper", "h2", "rustls", "tower"]
             .iter()
             .any(|own| target.starts_with(own))
             && self.0.enabled(metadata)
