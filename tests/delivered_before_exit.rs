@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::{Span as _, SpanKind, Tracer, TracerProvider as _};
@@ -136,7 +137,15 @@ enum AtFlush {
 /// Scripts `faults`, emits the burst through a default pipeline, flushes and shuts down at
 /// once, and checks what `at_flush` says when `force_flush` returned and that every span arrived
 /// exactly once before `shutdown` returned.
+/// One scenario at a time: each measures delivery against the SDK's and the exporter's
+/// timeouts, which scenarios running side by side on two cores would eat into.
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    static RUNNING: Mutex<()> = Mutex::new(());
+    RUNNING.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 fn burst_then_exit(label: &str, faults: &[Fault], at_flush: AtFlush) {
+    let _alone = one_at_a_time();
     let server = IngestionServer::start().unwrap();
     for fault in faults {
         server.push_fault(fault.clone());
@@ -281,6 +290,7 @@ impl opentelemetry_sdk::trace::SpanExporter for Returns {
 
 #[test]
 fn full_batches_are_handed_off_while_the_endpoint_hangs() {
+    let _alone = one_at_a_time();
     let server = IngestionServer::start().unwrap();
     for _ in 0..64 {
         server.push_fault(Fault::Hang);
