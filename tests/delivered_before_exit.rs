@@ -306,11 +306,20 @@ fn full_batches_are_handed_off_while_the_endpoint_hangs() {
         .unwrap();
     let report = exporter.delivery_report();
     let (returned, exports) = std::sync::mpsc::channel();
+    // No timer export in the middle of a round (the SDK's 5 s schedule would cut a round into
+    // two smaller batches on a slow machine): only full batches.
+    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(Returns {
+        inner: exporter,
+        returned,
+    })
+    .with_batch_config(
+        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_scheduled_delay(Duration::from_secs(3600))
+            .build(),
+    )
+    .build();
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(Returns {
-            inner: exporter,
-            returned,
-        })
+        .with_span_processor(processor)
         .build();
     let tracer = provider.tracer("hang");
     // Five full batches (more than the SDK's queue of 2048 holds), each emitted once the
