@@ -32,11 +32,13 @@ use super::storage::{Files, Storage};
 /// together instead of one after the other, in a time the SDK bounds.
 pub(super) const SENDERS: usize = 4;
 
-/// While exports still run, how often an idle sender looks for what they stored.
+/// While exports still run (or the replay task sends a file of this process), how often an
+/// idle sender looks for what they stored (or gave back).
 const RECHECK: Duration = Duration::from_millis(20);
 
 /// Sends what is in `storage` (the files `which` says: a shutdown sends this process's files
-/// first, then those of earlier ones; a flush only this process's), until nothing is left and
+/// first, then those of earlier ones; a flush only this process's), until nothing is left (no
+/// file of this process is on disk, also none taken by the replay task meanwhile) and
 /// `exports_done` is `true`, the `deadline` passes or the worker aborts. Failed files are given
 /// back and tried again after a backoff; a `Retry-After` that ends before the deadline is
 /// waited out, one that ends later ends the drain.
@@ -70,11 +72,21 @@ pub(super) async fn stored(
         }
         let lease = match storage.lease_next(hold, which) {
             Ok(Some(lease)) => lease,
-            Ok(None) if *exports_done.borrow_and_update() => return,
             Ok(None) => {
-                // Exports still run and may store what they cannot deliver.
-                let changed = exports_done.changed();
-                let _ = race(tokio::time::timeout(RECHECK, changed), deadline, &mut abort).await;
+                if *exports_done.borrow_and_update() {
+                    // Nothing to take and no export runs: done, unless files of this process
+                    // are still out, taken by the replay task, which sends each once and gives
+                    // it back when that fails.
+                    if storage.waiting_items() == 0 {
+                        return;
+                    }
+                    let _ = race(tokio::time::sleep(RECHECK), deadline, &mut abort).await;
+                } else {
+                    // Exports still run and may store what they cannot deliver.
+                    let changed = exports_done.changed();
+                    let _ =
+                        race(tokio::time::timeout(RECHECK, changed), deadline, &mut abort).await;
+                }
                 continue;
             }
             Err(e) => {

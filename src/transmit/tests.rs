@@ -65,18 +65,20 @@ enum Reply {
     Status(u16, Vec<(&'static str, String)>, String),
     /// Never answer (keep the connection open).
     Hang,
+    /// Answer with this status after this long.
+    Delayed(Duration, u16),
 }
 
 fn status(code: u16) -> Reply {
     Reply::Status(code, Vec::new(), String::new())
 }
 
+fn ok_body() -> String {
+    r#"{"itemsReceived":1,"itemsAccepted":1,"errors":[]}"#.to_owned()
+}
+
 fn ok() -> Reply {
-    Reply::Status(
-        200,
-        Vec::new(),
-        r#"{"itemsReceived":1,"itemsAccepted":1,"errors":[]}"#.to_owned(),
-    )
+    Reply::Status(200, Vec::new(), ok_body())
 }
 
 type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
@@ -230,6 +232,21 @@ async fn serve(
         arrived.notify_all();
         match script(n) {
             Reply::Hang => std::future::pending::<()>().await,
+            Reply::Delayed(after, code) => {
+                tokio::time::sleep(after).await;
+                let body = if code == 200 {
+                    ok_body()
+                } else {
+                    String::new()
+                };
+                let response = format!(
+                    "HTTP/1.1 {code} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                if socket.write_all(response.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
             Reply::Status(code, extra, body) => {
                 let mut response = format!(
                     "HTTP/1.1 {code} Scripted\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
@@ -1020,6 +1037,31 @@ fn when_storage_fails_the_export_fails_and_says_why() {
         matches!(&err, TransmitError::Undelivered { items: 2, reason } if reason.contains("offline storage failed")),
         "{err}"
     );
+    t.shutdown(TEN_SECONDS).unwrap();
+}
+
+#[test]
+fn a_flush_waits_for_the_stored_file_the_replay_task_is_sending() {
+    // 0: a full batch fails and is stored; 1: the replay task's probe with that file, answered
+    // 503 after a while; 2: the flush's last (smaller) export, delivered; 3: the stored file,
+    // given back by the probe and sent again while the flush waits.
+    let server = Server::start(|n| match n {
+        0 => status(503),
+        1 => Reply::Delayed(Duration::from_millis(300), 503),
+        _ => ok(),
+    });
+    let dir = TestDir::new("client-flush-replayed");
+    let t = with_storage(server.url(), TEN_SECONDS, fast_retries(1), &dir.0);
+    block_on(t.send(items(3), FULL)).unwrap();
+    assert_eq!(stored(&dir.0), names(0..3));
+    assert!(server.wait_until(|got| got.len() >= 2), "no probe");
+    // The probe holds the file: the smaller export must not be answered before that file is
+    // delivered (a flush means delivered).
+    block_on(t.send(items(1), Batch::Of(1))).unwrap();
+    assert!(stored(&dir.0).is_empty(), "{:?}", stored(&dir.0));
+    let got = server.received();
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].messages(), names(0..3));
     t.shutdown(TEN_SECONDS).unwrap();
 }
 
