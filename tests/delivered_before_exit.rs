@@ -238,11 +238,12 @@ fn two_429s_with_retry_after_2() {
         code: 429,
         retry_after: Some("2".into()),
     };
-    // The two pauses end 4 s after the burst: exactly when the first export's delivery (handed
-    // off, deadline 4 s after the burst) runs out, and half a second before the deadline of the
-    // flush's last export, which then sends what the first stored. That fits, but too tightly
-    // to assert on a loaded machine: here `force_flush` guarantees received or on disk after a
-    // real attempt, and `shutdown` delivers the rest.
+    // The two pauses end 4 s after the burst: when the first export's delivery (handed off,
+    // deadline 4 s after the burst) runs out, and half a second before the deadline of the
+    // flush's last export, which then sends what the first stored. Every span is received when
+    // `force_flush` returns (4.2 to 4.7 s here, also with the cores busy), but that is too
+    // close to the SDK's own 5 s to assert on a loaded machine: here `force_flush` guarantees
+    // received or on disk after a real attempt, and `shutdown` delivers the rest.
     burst_then_exit("429", &[fault.clone(), fault], AtFlush::ReceivedOrOnDisk);
 }
 

@@ -32,10 +32,14 @@
 //!   One bound keeps steady load safe: under load a drain also ends in a smaller batch, and the
 //!   application goes on producing while the export waits. So a smaller batch waits at most as
 //!   long as the processor's queue would take to fill a quarter at the rate items came in over
-//!   the last [`RATE_WINDOW`] ([`Pace::answer`]); then it is handed off as a full batch is.
-//!   After a burst that rate is low and the flush waits for the whole delivery; at 2000 items
-//!   per second through an outage it waits about a quarter of a second (half would not do: a
-//!   full batch's hand-off before it has already let the queue fill up to half).
+//!   the last [`RATE_WINDOW`] before the current drain (the exports of the last
+//!   [`MIN_HISTORY`]) ([`Pace::answer`]); then it is handed off as a full batch is. After a
+//!   burst nothing came before the drain, and the flush waits for the whole delivery (a burst
+//!   of 2000 spans then `force_flush`, through two 429s with `Retry-After: 2`, is delivered
+//!   when the flush returns); at 2000 items per second through an outage it waits about a
+//!   quarter of a second (half would not do: a full batch's hand-off before it has already let
+//!   the queue fill up to half). A process that starts under such load during an outage has no
+//!   rate yet: for its first second a smaller batch may wait to its deadline.
 //! - **A metric export** ([`Batch::Reading`]) has no queue behind it (the `PeriodicReader`
 //!   exports on its timer or when flushed): it waits the same way.
 //!
@@ -77,8 +81,14 @@ pub(crate) enum Batch {
 const SDK_QUEUE_SIZE: usize = 2048;
 
 /// The items exported over this much time before an export tell how fast the application
-/// produces them (twice the batch processors' default 5 s timer: one burst counts little).
+/// produces them (twice the batch processors' default 5 s timer).
 const RATE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The exports of the last this much time are taken as the current drain of the SDK's queue,
+/// not as a rate: a burst of up to 2048 items (the queue) leaves in four full batches, of which
+/// only the first may wait its [`HANDOFF`] (the endpoint then counts as failing, and the rest
+/// go to disk at once). Twice the hand-off.
+const MIN_HISTORY: Duration = Duration::from_secs(1);
 
 /// How an export is answered: when it is handed off at the latest, and whether it waits for the
 /// exports before it (see the module docs).
@@ -103,12 +113,12 @@ pub(super) struct Pace {
 impl Pace {
     /// How an export of `batch` queued at `now`, with a deadline `timeout` away, is answered:
     /// a full batch after [`HANDOFF`]; a metric export at its deadline; a smaller batch at its
-    /// deadline too, unless the application produced items so fast lately (over
-    /// [`RATE_WINDOW`]) that the SDK's queue, empty behind this batch, would be a quarter full
-    /// before then: it is answered by then. Waiting longer would
-    /// make the processor drop what the application keeps producing, as under steady load
-    /// through an outage; after a burst (a short-lived process, a Functions invocation) the
-    /// rate over the window is low and the flush waits for the whole delivery.
+    /// deadline too, unless the application produced items so fast before the current drain
+    /// (over [`RATE_WINDOW`], leaving out the last [`MIN_HISTORY`]) that the SDK's queue,
+    /// empty behind this batch, would be a quarter full before then: it is answered by then.
+    /// Waiting longer would make the processor drop what the application keeps producing, as
+    /// under steady load through an outage; after a burst (a short-lived process, a Functions
+    /// invocation) nothing came before it, and the flush waits for the whole delivery.
     pub(super) fn answer(&self, batch: Batch, now: Instant, timeout: Duration) -> Answer {
         let Batch::Of(len) = batch else {
             return Answer {
@@ -127,7 +137,16 @@ impl Pace {
         {
             recent.pop_front();
         }
-        let produced: usize = recent.iter().map(|&(_, n)| n).sum();
+        // The rate is read from the exports before the current drain of the queue: those more
+        // than `MIN_HISTORY` ago. The drain itself (a burst, or what a flush finds) says
+        // nothing about what keeps coming.
+        let cutoff = now.checked_sub(MIN_HISTORY);
+        let (first, before) = recent
+            .iter()
+            .take_while(|&&(at, _)| cutoff.is_some_and(|cutoff| at < cutoff))
+            .fold((None, 0usize), |(first, sum), &(at, n)| {
+                (first.or(Some(at)), sum.saturating_add(n))
+            });
         recent.push_back((now, len));
         drop(recent);
         if len >= full {
@@ -136,11 +155,13 @@ impl Pace {
                 waits: false,
             };
         }
-        // A quarter of the queue at `produced / RATE_WINDOW` items per second.
-        let fills_quarter = if produced == 0 {
-            timeout
-        } else {
-            RATE_WINDOW.mul_f64(SDK_QUEUE_SIZE as f64 / 4.0 / produced as f64)
+        // A quarter of the queue at that rate; without exports before the drain (a burst, a
+        // process that just started), no rate to go by: the export waits to its deadline.
+        let fills_quarter = match first {
+            Some(first) if before > 0 => now
+                .saturating_duration_since(first)
+                .mul_f64(SDK_QUEUE_SIZE as f64 / 4.0 / before as f64),
+            _ => timeout,
         };
         Answer {
             handoff: fills_quarter.min(timeout),

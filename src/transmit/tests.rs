@@ -1126,4 +1126,26 @@ fn how_an_export_is_answered_follows_the_batch_and_the_recent_rate() {
     // Once the load stops for longer than the window, a flush waits to the deadline again.
     let later = steady.answer(Batch::Of(100), t0 + Duration::from_secs(25), timeout);
     assert_eq!(later.handoff, timeout);
+
+    // A host that flushes after each invocation: a few items every few seconds, then a burst
+    // of 2000 and a flush. The burst is not a rate: the flush waits for its whole delivery.
+    let invocations = Pace::default();
+    for i in 0..3u32 {
+        let at = t0 + Duration::from_secs(3) * i;
+        assert_eq!(
+            invocations.answer(Batch::Of(5), at, timeout).handoff,
+            timeout
+        );
+    }
+    let burst_at = t0 + Duration::from_secs(9);
+    for _ in 0..3 {
+        assert!(
+            !invocations
+                .answer(Batch::Of(SDK_BATCH_SIZE), burst_at, timeout)
+                .waits
+        );
+    }
+    let flushed = invocations.answer(Batch::Of(464), burst_at, timeout);
+    assert!(flushed.waits);
+    assert_eq!(flushed.handoff, timeout);
 }

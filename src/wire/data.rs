@@ -7,7 +7,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use super::envelope::{Measurements, Properties};
-use super::format::{StackStr, TimeSpan};
+use super::format::TimeSpan;
 use super::json::Object;
 use super::limits::Bounded;
 
@@ -471,10 +471,12 @@ fn write_custom(o: &mut Object<'_>, properties: &Properties<'_>, measurements: &
 }
 
 fn write_duration(o: &mut Object<'_>, duration: &TimeSpan) {
-    let mut s = StackStr::<32>::new();
-    // A TimeSpan is at most 25 characters, so it always fits.
-    let _ = duration.write_to(&mut s);
-    o.str("duration", s.as_str());
+    let (bytes, len) = duration.to_bytes();
+    // Digits and punctuation only: nothing to escape.
+    o.str(
+        "duration",
+        std::str::from_utf8(&bytes[..len]).unwrap_or_default(),
+    );
 }
 
 impl AvailabilityData<'_> {
