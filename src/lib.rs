@@ -14,6 +14,8 @@ mod config;
 mod connection_string;
 mod convert;
 mod error;
+#[cfg(any(feature = "trace", feature = "logs"))]
+mod flush;
 #[cfg(feature = "live-metrics")]
 mod live_metrics;
 #[cfg(feature = "logs")]
@@ -36,6 +38,8 @@ mod wire;
 #[cfg(feature = "reqwest-middleware")]
 pub use client_middleware::ReqwestTracingMiddleware;
 pub use error::BuildError;
+#[cfg(any(feature = "trace", feature = "logs"))]
+pub use flush::FlushProcessor;
 #[cfg(all(feature = "live-metrics", feature = "testing"))]
 pub use live_metrics::LiveMetricsIntervals;
 #[cfg(all(feature = "live-metrics", feature = "logs"))]

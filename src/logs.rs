@@ -137,6 +137,14 @@ impl LogExporter {
         self.core.delivery_report()
     }
 
+    /// A log processor whose `force_flush` waits for this exporter's deliveries, also when
+    /// the SDK's batch processor finds nothing left to export (after a full batch that was
+    /// handed off while the endpoint was slow). Register it after the batch processor; see
+    /// [`FlushProcessor`](crate::FlushProcessor). The one-call setup adds it on its own.
+    pub fn flush_processor(&self) -> crate::FlushProcessor {
+        crate::FlushProcessor::new(self.core.transmitter.flush_handle())
+    }
+
     /// The gzip-compressed request bodies this exporter would send for `batch`, without sending
     /// them: for snapshot tests of your instrumentation and for benchmarks.
     #[cfg(feature = "testing")]

@@ -287,9 +287,14 @@ impl AzureMonitorBuilder {
 
         let resource = self.resource();
         let mut extras = self.processors(&resource)?;
+        // After each batch processor, its exporter's flush processor: `force_flush` then also
+        // waits for deliveries the batch processor's own flush did not (see `FlushProcessor`).
+        let spans_flush = spans.flush_processor();
+        let logs_flush = logs.flush_processor();
         let mut tracer = SdkTracerProvider::builder()
             .with_resource(resource.clone())
-            .with_batch_exporter(spans);
+            .with_batch_exporter(spans)
+            .with_span_processor(spans_flush);
         if let Some(sampler) = self.sampler()? {
             tracer = tracer.with_sampler(sampler);
         }
@@ -298,7 +303,8 @@ impl AzureMonitorBuilder {
             .log_processors(
                 SdkLoggerProvider::builder()
                     .with_resource(resource.clone())
-                    .with_batch_exporter(logs),
+                    .with_batch_exporter(logs)
+                    .with_log_processor(logs_flush),
             )
             .build();
         let meter = SdkMeterProvider::builder()

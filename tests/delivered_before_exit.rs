@@ -350,3 +350,57 @@ fn full_batches_are_handed_off_while_the_endpoint_hangs() {
     drop(server);
     let _ = provider.shutdown();
 }
+
+/// A burst of exactly one full batch: the SDK exports it as soon as its queue holds 512 spans,
+/// the endpoint answers the first attempt with a 503, and the export is handed off after half a
+/// second. The flush that follows finds the SDK's queue empty and makes no export at all, so
+/// only the exporter's [`FlushProcessor`](opentelemetry_azure_monitor::FlushProcessor),
+/// registered after the batch processor, can wait for that delivery.
+#[test]
+fn a_flush_after_a_handed_off_full_batch_waits_with_the_flush_processor() {
+    let _alone = one_at_a_time();
+    let server = IngestionServer::start().unwrap();
+    server.push_fault(Fault::Status {
+        code: 503,
+        retry_after: None,
+    });
+    let dir = TempDir::new("flush-processor");
+    let exporter = SpanExporter::builder()
+        .with_connection_string(server.connection_string())
+        .with_storage_directory(dir.0.clone())
+        .build()
+        .unwrap();
+    let report = exporter.delivery_report();
+    let flush = exporter.flush_processor();
+    let (returned, exports) = std::sync::mpsc::channel();
+    let provider = SdkTracerProvider::builder()
+        .with_batch_exporter(Returns {
+            inner: exporter,
+            returned,
+        })
+        .with_span_processor(flush)
+        .build();
+    let tracer = provider.tracer("exact");
+    let expected: Vec<String> = (0..512)
+        .map(|i| {
+            let mut span = tracer.span_builder(format!("job {i}")).start(&tracer);
+            let id = span.span_context().span_id().to_string();
+            span.end();
+            id
+        })
+        .collect();
+    // The full batch's export returns (handed off: its first attempt failed, the retry comes
+    // later than the hand-off), before the flush.
+    let len = exports.recv_timeout(Duration::from_secs(15)).unwrap();
+    assert_eq!(len, 512);
+    provider.force_flush().unwrap();
+    check_once(
+        "flush processor",
+        "force_flush",
+        &expected,
+        &counts(ids_received(&server)),
+    );
+    assert_eq!(report.waiting_on_disk(), 0, "{report}");
+    provider.shutdown().unwrap();
+    assert_eq!(on_disk(&dir.0), 0);
+}

@@ -95,14 +95,21 @@ impl Handler {
             spans = spans.with_connection_string(cs).with_offline_storage(false);
             logs = logs.with_connection_string(cs).with_offline_storage(false);
         }
+        let (spans, logs) = (spans.build()?, logs.build()?);
+        // Each invocation ends with `force_flush`, and the host may freeze the process right
+        // after: the flush processors make it wait for every delivery, also one the batch
+        // processor handed off before the flush (with offline storage on).
+        let (spans_flush, logs_flush) = (spans.flush_processor(), logs.flush_processor());
         Ok(Handler {
             tracer: SdkTracerProvider::builder()
                 .with_resource(resource.clone())
-                .with_batch_exporter(spans.build()?)
+                .with_batch_exporter(spans)
+                .with_span_processor(spans_flush)
                 .build(),
             logger: SdkLoggerProvider::builder()
                 .with_resource(resource)
-                .with_batch_exporter(logs.build()?)
+                .with_batch_exporter(logs)
+                .with_log_processor(logs_flush)
                 .build(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))

@@ -43,9 +43,12 @@
 //! - **A metric export** ([`Batch::Reading`]) has no queue behind it (the `PeriodicReader`
 //!   exports on its timer or when flushed): it waits the same way.
 //!
-//! What this cannot cover: a `force_flush` that finds the processor's queue empty right after
-//! a full batch was handed off makes no export at all, so nothing waits; the handed-off items
-//! are then on disk (held by their delivery, sent by this process or the next).
+//! What the exports alone cannot cover: a `force_flush` that finds the processor's queue empty
+//! right after a full batch was handed off makes no export at all, so nothing waits; the
+//! handed-off items are then on disk (held by their delivery, sent by this process or the
+//! next). The exporter's [`FlushProcessor`](crate::FlushProcessor), registered after the batch
+//! processor (the one-call setup does), covers it: its `force_flush` waits for every export
+//! and then sends what they stored ([`FlushHandle::flush_delivered`](super::FlushHandle)).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -52,7 +52,7 @@ pub use retry::RetryPolicy;
 
 pub(crate) use encode::{encode, encode_counted, EncodedItems};
 pub(crate) use handoff::Batch;
-pub(crate) use queue::{TransmitConfig, Transmitter};
+pub(crate) use queue::{FlushHandle, TransmitConfig, Transmitter};
 
 #[cfg(test)]
 mod tests;

@@ -70,10 +70,10 @@ pub(crate) struct Transmitter {
     pub(super) jobs: mpsc::Sender<Job>,
     /// The sequence number of the next job; locked while a job is queued, so numbers follow
     /// queue order without holes.
-    pub(super) next_seq: Mutex<u64>,
+    pub(super) next_seq: Arc<Mutex<u64>>,
     pub(super) control: mpsc::UnboundedSender<Control>,
     pub(super) worker: Mutex<Option<Worker>>,
-    pub(super) stopped: AtomicBool,
+    pub(super) stopped: Arc<AtomicBool>,
     pub(super) timeout: Duration,
     pub(super) gate: Arc<Gate>,
     /// The exports so far, which tell how the next one is answered.
@@ -119,15 +119,74 @@ pub(super) struct Job {
 }
 
 pub(super) enum Control {
-    /// Answer once every job with a sequence number below `upto` is finished.
+    /// Answer once every job with a sequence number below `upto` is finished; with
+    /// `stored_until`, and the endpoint then answering, once this run's stored files are sent
+    /// too (or that time has come).
     Flush {
         upto: u64,
+        stored_until: Option<Instant>,
         reply: std_mpsc::SyncSender<()>,
     },
     /// Accept no more jobs, finish the queued and running ones, abort what is left at
     /// `abort_at`, then end the thread. With `drain` (a shutdown, not a drop), also send what
     /// is stored until `abort_at` and log what became of it (see [`super::drain`]).
     Stop { abort_at: Instant, drain: bool },
+}
+
+/// Flushes a [`Transmitter`] from elsewhere (see [`Transmitter::flush_handle`]).
+#[derive(Clone, Debug)]
+pub(crate) struct FlushHandle {
+    control: mpsc::UnboundedSender<Control>,
+    next_seq: Arc<Mutex<u64>>,
+    stopped: Arc<AtomicBool>,
+    timeout: Duration,
+}
+
+impl FlushHandle {
+    /// Waits until every export handed over so far is finished (delivered, or stored after
+    /// its attempt), at most `timeout`. With `stored_until`, then also sends the files this
+    /// process stored (those a full batch wrote at once while the endpoint was failing),
+    /// until that time, if the endpoint answers again by then.
+    ///
+    /// # Errors
+    ///
+    /// [`TransmitError::Timeout`] if that is not done in time,
+    /// [`TransmitError::AlreadyShutdown`] after a shutdown.
+    pub(crate) fn flush(
+        &self,
+        timeout: Duration,
+        stored_until: Option<Instant>,
+    ) -> Result<(), TransmitError> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(TransmitError::AlreadyShutdown);
+        }
+        let upto = *lock(&self.next_seq);
+        let (reply, answer) = std_mpsc::sync_channel(1);
+        self.control
+            .send(Control::Flush {
+                upto,
+                stored_until,
+                reply,
+            })
+            .map_err(|_| TransmitError::WorkerStopped)?;
+        match answer.recv_timeout(timeout) {
+            Ok(()) => Ok(()),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(TransmitError::Timeout(timeout)),
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(TransmitError::WorkerStopped),
+        }
+    }
+
+    /// What "flushed means delivered" asks of this transmitter when the SDK's queue was
+    /// already empty: the exports so far finished, each within its own deadline, then what
+    /// they stored sent within one export timeout. Bounded by twice the export timeout.
+    ///
+    /// # Errors
+    ///
+    /// As [`flush`](Self::flush).
+    pub(crate) fn flush_delivered(&self) -> Result<(), TransmitError> {
+        let stored_until = instant_after(Instant::now(), self.timeout);
+        self.flush(self.timeout.saturating_mul(2), Some(stored_until))
+    }
 }
 
 impl Transmitter {
@@ -222,13 +281,13 @@ impl Transmitter {
         }
         Ok(Transmitter {
             jobs: jobs_tx,
-            next_seq: Mutex::new(0),
+            next_seq: Arc::new(Mutex::new(0)),
             control: control_tx,
             worker: Mutex::new(Some(Worker {
                 thread,
                 done: done_rx,
             })),
-            stopped: AtomicBool::new(false),
+            stopped: Arc::new(AtomicBool::new(false)),
             timeout: cfg.timeout,
             gate,
             pace: Pace::default(),
@@ -341,18 +400,17 @@ impl Transmitter {
     /// [`TransmitError::Timeout`] if they are not finished in time,
     /// [`TransmitError::AlreadyShutdown`] after a shutdown.
     pub(crate) fn force_flush(&self, timeout: Duration) -> Result<(), TransmitError> {
-        if self.stopped.load(Ordering::Acquire) {
-            return Err(TransmitError::AlreadyShutdown);
-        }
-        let upto = *lock(&self.next_seq);
-        let (reply, answer) = std_mpsc::sync_channel(1);
-        self.control
-            .send(Control::Flush { upto, reply })
-            .map_err(|_| TransmitError::WorkerStopped)?;
-        match answer.recv_timeout(timeout) {
-            Ok(()) => Ok(()),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => Err(TransmitError::Timeout(timeout)),
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => Err(TransmitError::WorkerStopped),
+        self.flush_handle().flush(timeout, None)
+    }
+
+    /// A handle that flushes this transmitter from elsewhere (a span or log processor), also
+    /// after the transmitter itself has moved into the SDK's pipeline.
+    pub(crate) fn flush_handle(&self) -> FlushHandle {
+        FlushHandle {
+            control: self.control.clone(),
+            next_seq: Arc::clone(&self.next_seq),
+            stopped: Arc::clone(&self.stopped),
+            timeout: self.timeout,
         }
     }
 

@@ -1066,6 +1066,34 @@ fn a_flush_waits_for_the_stored_file_the_replay_task_is_sending() {
 }
 
 #[test]
+fn a_delivered_flush_waits_for_handed_off_exports_and_sends_what_they_stored() {
+    // 0: the first full batch, answered after the hand-off (so it is handed off and the endpoint
+    // counts as failing); the second full batch then goes to disk at once; the flush waits for
+    // the first and, the endpoint working again, sends the second's file.
+    let server = Server::start(|n| match n {
+        0 => Reply::Delayed(Duration::from_millis(800), 200),
+        _ => ok(),
+    });
+    let dir = TestDir::new("client-flush-delivered");
+    let t = with_storage(server.url(), TEN_SECONDS, slow_probes(1), &dir.0);
+    block_on(t.send(items(3), FULL)).unwrap();
+    assert!(t.gate.is_failing(), "handed off");
+    block_on(t.send(items(2), FULL)).unwrap();
+    assert_eq!(
+        server.received().len(),
+        1,
+        "the second batch went to disk at once"
+    );
+    t.flush_handle().flush_delivered().unwrap();
+    assert!(stored(&dir.0).is_empty(), "{:?}", stored(&dir.0));
+    assert_eq!(
+        messages_of(&server.received(), |_| true),
+        sorted([names(0..3), names(0..2)].concat())
+    );
+    t.shutdown(TEN_SECONDS).unwrap();
+}
+
+#[test]
 fn probes_back_off_within_the_policy() {
     let policy = RetryPolicy::new()
         .with_initial_delay(Duration::from_millis(100))

@@ -48,7 +48,7 @@ pub(super) async fn run(
     });
     let mut running: BTreeSet<u64> = BTreeSet::new();
     let mut received: u64 = 0;
-    let mut flushes: Vec<(u64, std_mpsc::SyncSender<()>)> = Vec::new();
+    let mut flushes: Vec<(u64, Option<Instant>, std_mpsc::SyncSender<()>)> = Vec::new();
     let mut abort_timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     let (mut stopping, mut jobs_open, mut control_open) = (false, true, true);
     // Set by a shutdown: drain until then, and the counts when it began.
@@ -58,6 +58,8 @@ pub(super) async fn run(
     // it (see [`super::handoff`]) waits until this reaches its own.
     let (settled_tx, settled_rx) = watch::channel(0u64);
     let mut senders = Vec::new();
+    // Flushes sending this run's stored files (see [`settle_stored`]).
+    let mut settling: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         let event = poll_fn(|cx| {
             if let Poll::Ready(Some(seq)) = finished_rx.poll_recv(cx) {
@@ -86,7 +88,11 @@ pub(super) async fn run(
             Event::Finished(seq) => {
                 running.remove(&seq);
             }
-            Event::Control(Some(Control::Flush { upto, reply })) => flushes.push((upto, reply)),
+            Event::Control(Some(Control::Flush {
+                upto,
+                stored_until,
+                reply,
+            })) => flushes.push((upto, stored_until, reply)),
             Event::Control(stop) => {
                 // `None`: the transmitter was dropped; stop at once.
                 let abort_at = match stop {
@@ -143,12 +149,25 @@ pub(super) async fn run(
             }
             Event::Job(None) => jobs_open = false,
         }
+        settling.retain(|task| !task.is_finished());
         let settled = running.first().copied().unwrap_or(received);
         settled_tx.send_if_modified(|old| std::mem::replace(old, settled) != settled);
-        flushes.retain(|(upto, reply)| {
+        flushes.retain(|(upto, stored_until, reply)| {
             let done = received >= *upto && running.first().is_none_or(|first| first >= upto);
             if done {
-                let _ = reply.send(());
+                match stored_until.and_then(|until| settle_stored(&shared, until, &abort_rx)) {
+                    // Answered when this run's stored files are sent (or the time is up).
+                    Some(sending) => {
+                        let reply = reply.clone();
+                        settling.push(tokio::spawn(async move {
+                            let _ = sending.await;
+                            let _ = reply.send(());
+                        }));
+                    }
+                    None => {
+                        let _ = reply.send(());
+                    }
+                }
             }
             !done
         });
@@ -156,7 +175,7 @@ pub(super) async fn run(
             break;
         }
     }
-    for (_, reply) in flushes {
+    for (_, _, reply) in flushes {
         let _ = reply.send(());
     }
     exports_done_tx.send_replace(true);
@@ -181,12 +200,38 @@ pub(super) async fn run(
     }
     // A shutdown: the drain's senders end when nothing is left or at the deadline; then say
     // what became of it all.
-    for sender in senders {
+    for sender in senders.into_iter().chain(settling) {
         let _ = sender.await;
     }
     if let Some((_, accepted, dropped)) = drain {
         drain::report(&shared.gate, accepted, dropped);
     }
+}
+
+/// For a flush that asks for it, once the exports before it are finished: sends the files this
+/// process stored (a full batch goes to disk at once while the endpoint fails) until `until`,
+/// if the endpoint works again (else they are on disk after the attempts that found it
+/// failing, and the replay task probes). `None` when there is nothing to do.
+fn settle_stored(
+    shared: &Arc<Shared>,
+    until: Instant,
+    abort: &watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let gate = &shared.gate;
+    let storage = gate.storage.as_ref()?;
+    if gate.is_failing() || !gate.on_disk.load(Ordering::Acquire) {
+        return None;
+    }
+    // No export is waited for here: they are finished.
+    let (_, done) = watch::channel(true);
+    Some(tokio::spawn(drain::stored(
+        Arc::clone(shared),
+        Arc::clone(storage),
+        Files::OwnOnly,
+        until,
+        abort.clone(),
+        done,
+    )))
 }
 
 /// Reports a job as finished when dropped, also if its task is cancelled.
