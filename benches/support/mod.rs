@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod http;
+pub(crate) mod logs;
 pub(crate) mod metrics;
 
 use std::borrow::Cow;
