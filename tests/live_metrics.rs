@@ -164,6 +164,43 @@ fn no_problems(fake: &LiveServer) {
     assert!(fake.problems().is_empty(), "{:#?}", fake.problems());
 }
 
+/// A program that builds its Live Metrics client, does other work, then builds its provider:
+/// the client sends nothing before the provider has handed the processors its resource, so
+/// that the portal never lists an `unknown_service` instance (the first ping used to go out
+/// at once, under the SDK's default resource; CI saw it when the provider came a moment late).
+#[test]
+fn the_first_ping_names_the_role_of_the_providers_resource() {
+    let ingestion = IngestionServer::start().unwrap();
+    let fake = LiveServer::start().unwrap();
+    let live = LiveMetrics::builder()
+        .with_connection_string(fake.connection_string(&ingestion))
+        .with_intervals(LiveMetricsIntervals {
+            ping: Duration::from_secs(60),
+            ..intervals()
+        })
+        .build()
+        .unwrap();
+    // Startup work between the two (not a synchronisation: the scenario itself).
+    std::thread::sleep(Duration::from_millis(300));
+    let provider = SdkTracerProvider::builder()
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("checkout")
+                .build(),
+        )
+        .with_span_processor(live.span_processor())
+        .build();
+    assert!(fake.wait_until(WAIT, |r| !r.is_empty()));
+    let pings = fake.pings();
+    assert_eq!(pings[0].header("x-ms-qps-role-name"), Some("checkout"));
+    assert_eq!(pings[0].data_point().unwrap()["RoleName"], "checkout");
+    provider.shutdown().unwrap();
+    assert!(pings
+        .iter()
+        .all(|p| p.header("x-ms-qps-role-name") == Some("checkout")));
+    no_problems(&fake);
+}
+
 #[test]
 fn pings_at_the_hinted_interval_and_never_posts_unsubscribed() {
     // The default interval is a minute: only the hint can make five pings come quickly.

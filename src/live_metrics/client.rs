@@ -156,6 +156,18 @@ async fn run(shared: Arc<Shared>, cfg: ClientConfig, mut stop: watch::Receiver<b
         .ping
         .clamp(Duration::from_secs(1), Duration::from_secs(5));
 
+    // The first request waits until the process's identity is its own: the builder's resource,
+    // or the one a provider hands the processors when it is built (right after this thread
+    // starts, in a manual pipeline). A ping under the SDK's default resource would list an
+    // `unknown_service` instance in the portal. At most one ping interval.
+    let mut known = shared.identity_known.subscribe();
+    tokio::select! {
+        biased;
+        _ = stop.changed() => return,
+        _ = known.wait_for(|known| *known) => {}
+        () = tokio::time::sleep(cfg.timings.ping) => {}
+    }
+
     loop {
         let due = tokio::time::Instant::from_std(origin + machine.next());
         tokio::select! {

@@ -76,6 +76,10 @@ pub(crate) struct Shared {
     wants: [AtomicBool; 4],
     ikey: String,
     identity: RwLock<Arc<Identity>>,
+    /// Whether `identity` comes from the resource the process describes itself with (given to
+    /// the builder, or handed to a processor by its provider) rather than the SDK's default:
+    /// the client's first request waits for it (see [`client`]).
+    identity_known: tokio::sync::watch::Sender<bool>,
     stream_id: String,
 }
 
@@ -84,9 +88,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn new(ikey: String, tags: &SharedTags) -> Self {
+    fn new(ikey: String, tags: &SharedTags, identity_known: bool) -> Self {
         let stream_id = format!("{:032x}", fastrand::u128(..));
         Shared {
+            identity_known: tokio::sync::watch::Sender::new(identity_known),
             subscribed: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             counters: Counters::default(),
@@ -120,6 +125,7 @@ impl Shared {
             .identity
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(identity(tags, &self.stream_id));
+        self.identity_known.send_replace(true);
     }
 
     fn apply_configuration(&self, etag: &str, body: &[u8]) {
@@ -396,7 +402,10 @@ impl LiveMetricsBuilder {
 
     /// The resource whose `ai.cloud.role` and `ai.cloud.roleInstance` name this process in the
     /// portal until a provider hands its own resource to the processors (which the SDK does
-    /// when the provider is built). Defaults to the SDK's default resource.
+    /// when the provider is built). Without it, the client sends nothing until a provider has
+    /// done so (at most one ping interval, 5 s; then it names the process by the SDK's default
+    /// resource until one does), so that the portal never lists the process under a role that
+    /// is not its own.
     pub fn with_resource(mut self, resource: Resource) -> Self {
         self.resource = Some(resource);
         self
@@ -486,9 +495,15 @@ impl LiveMetricsBuilder {
                 .build()
                 .map_err(|e| BuildError::Transport(e.to_string()))?,
         };
+        // Without a resource here, the processors get their provider's when it is built.
+        let known = self.resource.is_some();
         let resource = self.resource.unwrap_or_else(|| Resource::builder().build());
         let tags = Arc::new(shared_tags(&resource));
-        let shared = Arc::new(Shared::new(cs.instrumentation_key().to_owned(), &tags));
+        let shared = Arc::new(Shared::new(
+            cs.instrumentation_key().to_owned(),
+            &tags,
+            known,
+        ));
         let client = Client::start(
             Arc::clone(&shared),
             ClientConfig {
