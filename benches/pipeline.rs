@@ -5,6 +5,7 @@
 //!
 //! ```sh
 //! cargo bench --bench pipeline
+//! PIPELINE_ONLY=log/ours cargo bench --bench pipeline   # one export only, e.g. under perf
 //! ```
 //!
 //! For each signal (spans, log records, metric points), 200,000 items in batches of 512 per
@@ -81,7 +82,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure(exports * BATCH, clone_cost, || {
+        rx.measure("span/ours", exports * BATCH, clone_cost, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(spans.clone())));
             }
@@ -92,7 +93,7 @@ fn main() {
         let mut e = support::http::theirs(rx.connection_string(), rx.post());
         opentelemetry_sdk::trace::SpanExporter::set_resource(&mut e, &support::resource());
         let batch: &[SpanData] = &spans;
-        rx.measure(exports * BATCH, clone_cost, || {
+        rx.measure("span/app-insights", exports * BATCH, clone_cost, || {
             for _ in 0..exports {
                 check(
                     runtime.block_on(opentelemetry_sdk::trace::SpanExporter::export(
@@ -112,7 +113,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure(exports * BATCH, clone_cost, || {
+        rx.measure("span/otlp", exports * BATCH, clone_cost, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(spans.clone())));
             }
@@ -132,7 +133,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure(exports * BATCH, 0.0, || {
+        rx.measure("log/ours", exports * BATCH, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
             }
@@ -142,7 +143,7 @@ fn main() {
     let theirs = {
         let mut e = support::http::theirs(rx.connection_string(), rx.post());
         opentelemetry_sdk::logs::LogExporter::set_resource(&mut e, &support::resource());
-        rx.measure(exports * BATCH, 0.0, || {
+        rx.measure("log/app-insights", exports * BATCH, 0.0, || {
             for _ in 0..exports {
                 check(
                     runtime.block_on(opentelemetry_sdk::logs::LogExporter::export(
@@ -162,7 +163,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure(exports * BATCH, 0.0, || {
+        rx.measure("log/otlp", exports * BATCH, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
             }
@@ -178,7 +179,7 @@ fn main() {
             .with_connection_string(rx.connection_string())
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        rx.measure(exports * BATCH, 0.0, || {
+        rx.measure("metric/ours", exports * BATCH, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(&collection)));
             }
@@ -187,7 +188,7 @@ fn main() {
     };
     let theirs = {
         let e = support::http::theirs(rx.connection_string(), rx.post());
-        rx.measure(exports * BATCH, 0.0, || {
+        rx.measure("metric/app-insights", exports * BATCH, 0.0, || {
             for _ in 0..exports {
                 check(runtime.block_on(
                     opentelemetry_sdk::metrics::exporter::PushMetricExporter::export(
@@ -207,7 +208,7 @@ fn main() {
             .with_endpoint(format!("http://{}/v1/metrics", rx.addr))
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        rx.measure(exports * BATCH, 0.0, || {
+        rx.measure("metric/otlp", exports * BATCH, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(&collection)));
             }
@@ -315,8 +316,18 @@ impl Receiver {
         (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
     }
 
-    /// Runs `export` (which sends `items` items), less `overhead` seconds of CPU.
-    fn measure(&self, items: usize, overhead: f64, export: impl FnOnce()) -> Measured {
+    /// Runs `export` (which sends `items` items), less `overhead` seconds of CPU; `what` is
+    /// "signal/exporter". With `PIPELINE_ONLY` set (e.g. `log/ours`, or `log`), only the runs
+    /// whose `what` starts with it are made, the others print as NaN: for profiling one export.
+    fn measure(&self, what: &str, items: usize, overhead: f64, export: impl FnOnce()) -> Measured {
+        if let Ok(only) = std::env::var("PIPELINE_ONLY") {
+            if !what.starts_with(only.as_str()) {
+                return Measured {
+                    cpu_us: f64::NAN,
+                    bytes: f64::NAN,
+                };
+            }
+        }
         let _ = self.take_stats();
         let cpu = cpu_of(export) - overhead;
         let (bytes, requests) = self.take_stats();

@@ -236,7 +236,9 @@ pub(crate) fn point_envelope<'a>(
     if !value.value.is_finite() {
         return None;
     }
-    let mut properties = Properties::default();
+    // Allocated once, at the attribute count (capped: the bound is only a hint).
+    let (low, high) = attributes.size_hint();
+    let mut properties = Properties::with_capacity(high.unwrap_or(low).min(64));
     let mut synthetic_type = None;
     let mut user_agent = None;
     for kv in attributes {

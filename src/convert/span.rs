@@ -435,7 +435,7 @@ fn event_envelope<'a>(
     span_session: Option<&'a str>,
     sample_rate: Option<f64>,
 ) -> Envelope<'a> {
-    let mut properties = Properties::default();
+    let mut properties = Properties::with_capacity(event.attributes.len());
     let k = Known::scan(&event.attributes, Some(&mut properties));
     let mut measurements = Measurements::default();
     if let Some(v) = k.get(Key::MicrosoftCustomMeasurements) {
