@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::connection_string::ConnectionString;
 use crate::error::BuildError;
 use crate::processor::{self, Processor};
+use crate::transmit::gzip::Level;
 use crate::transmit::storage::{self, Storage, StorageConfig};
 use crate::transmit::{Batch, EncodedItems, RetryPolicy, TransmitConfig, Transmitter};
 use crate::wire::Envelope;
@@ -158,14 +159,14 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 impl Options {
     /// Resolves the options against the process environment; bodies are compressed at
     /// `gzip_level` (each signal has its own, see `transmit::encode`).
-    pub(crate) fn resolve(self, gzip_level: u32) -> Result<Core, BuildError> {
+    pub(crate) fn resolve(self, gzip_level: Level) -> Result<Core, BuildError> {
         self.resolve_with(gzip_level, &|name| std::env::var(name).ok())
     }
 
     /// Resolves the options against an environment given as a lookup function.
     pub(crate) fn resolve_with(
         self,
-        gzip_level: u32,
+        gzip_level: Level,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Core, BuildError> {
         let connection_string = ConnectionString::resolve(self.connection_string.as_deref(), env)?;

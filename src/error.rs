@@ -23,6 +23,9 @@ pub(crate) enum TransmitError {
     /// The worker thread or its runtime could not be started.
     #[error("could not start the transmit worker: {0}")]
     Worker(#[source] std::io::Error),
+    /// The gzip compressor could not be set up (zlib could not allocate its state).
+    #[error("could not set up gzip compression: {0}")]
+    Gzip(#[source] std::io::Error),
     /// Too many exports are already waiting for the worker; this one was not accepted.
     #[error("the transmit queue is full; {items} telemetry items were not sent")]
     QueueFull {

@@ -8,8 +8,7 @@
 use std::io;
 use std::sync::Mutex;
 
-use flate2::{Compress, Compression, FlushCompress, Status};
-
+use super::gzip::{Level, Stream, Tune};
 use crate::wire::limits::{MAX_ITEMS_PER_REQUEST, MAX_ITEM_BYTES};
 use crate::wire::Envelope;
 
@@ -18,7 +17,7 @@ use crate::wire::Envelope;
 /// Level 2 (zlib-rs' "fast" strategy) measured in `benches/logs_export.rs`, 512 records: 33
 /// bytes per record, against 32 at level 6 for about 2.5 times the compression CPU, which
 /// would double the CPU of a log export. Level 1 ("quick") gives 48 bytes.
-pub(crate) const GZIP_LEVEL: u32 = 2;
+pub(crate) const GZIP_LEVEL: Level = Level::new(2);
 
 /// The gzip level of span bodies. Measured in `benches/trace_export.rs` (512 spans): level 2
 /// gives 58-60 bytes per span, more than the leading Rust exporter's 55-56, because the
@@ -32,21 +31,30 @@ pub(crate) const GZIP_LEVEL: u32 = 2;
 /// difference between the two is within the noise of one run, and gzip is most of the delivery
 /// thread's CPU either way (zlib-rs' `deflate_medium` and `longest_match`).
 ///
-/// The lever left: zlib's `deflateTune`. Level 4's strategy with a lazy match of 6 (level 4:
-/// 12), a nice length of 64 (32) and a chain of 8 (24) gives 49.1 bytes per span for about 30%
-/// less gzip time (1.06 to 1.45 µs against 1.46 to 2.05 per span, in interleaved rounds on the
-/// bench's 512-span batch; the whole-pipeline bench with zlib-rs' level-4 row patched so: 49.5
-/// bytes, spans 0.82 to 0.98 of OTLP's CPU). The same tuning costs metrics 11% more bytes, and
-/// log bodies (level 2) gain nothing from it. Neither flate2 nor zlib-rs' safe API offers
-/// it; only the zlib C API does (`libz-rs-sys`), which takes `unsafe` code that this crate
-/// forbids. miniz_oxide, safe and tunable, is two to three times slower at these sizes.
-pub(crate) const SPAN_GZIP_LEVEL: u32 = 4;
+/// Tuned with zlib's `deflateTune` ([`super::gzip`]): level 4's strategy with a lazy match of 6
+/// (level 4: 12), a nice length of 64 (32) and a chain of 8 (24). The nice length lets one
+/// match cover the long constant head of an item, the shorter search and lazy matching do the
+/// rest for less. Measured: 49.1 bytes per span against level 4's 49.4, for about 30% less
+/// gzip time (1.06 to 1.45 µs against 1.46 to 2.05 per span, in interleaved rounds on the
+/// bench's 512-span batch), and gzip is about half of a span export's CPU. The same tuning
+/// costs metric bodies 11% more bytes, and log bodies (level 2, the "fast" strategy) gain
+/// nothing from it, so only spans use it. miniz_oxide, safe and tunable, is two to three times
+/// slower at these sizes.
+pub(crate) const SPAN_GZIP_LEVEL: Level = Level::tuned(
+    4,
+    Tune {
+        good: 4,
+        lazy: 6,
+        nice: 64,
+        chain: 8,
+    },
+);
 
 /// The gzip level of metric bodies. A collection repeats the same names and attributes point
 /// after point, which zlib-rs' "medium" strategy (levels 4 to 6) finds and "fast" does not:
 /// measured in `benches/metrics_export.rs`, level 4 makes the bodies about a fifth smaller than
 /// level 2 for little CPU, since metric JSON is cheap to produce.
-pub(crate) const METRICS_GZIP_LEVEL: u32 = 4;
+pub(crate) const METRICS_GZIP_LEVEL: Level = Level::new(4);
 
 /// Most items in one request body (the service's limit).
 pub(crate) const MAX_BODY_ITEMS: usize = MAX_ITEMS_PER_REQUEST;
@@ -291,7 +299,7 @@ pub(crate) fn split(
 /// A reusable gzip compressor for request bodies. Keeping one avoids allocating the
 /// compressor's state (a few hundred KiB) for every body.
 pub(crate) struct Gzip {
-    compress: Compress,
+    stream: Stream,
 }
 
 impl std::fmt::Debug for Gzip {
@@ -301,11 +309,15 @@ impl std::fmt::Debug for Gzip {
 }
 
 impl Gzip {
-    /// A compressor at `level` (0 to 9; see [`GZIP_LEVEL`]).
-    pub(crate) fn new(level: u32) -> Self {
-        Gzip {
-            compress: Compress::new_gzip(Compression::new(level.min(9)), 15),
-        }
+    /// A compressor at `level` (see [`GZIP_LEVEL`]).
+    ///
+    /// # Errors
+    ///
+    /// If zlib cannot allocate its state.
+    pub(crate) fn new(level: Level) -> io::Result<Self> {
+        Ok(Gzip {
+            stream: Stream::new(level)?,
+        })
     }
 
     /// Builds the gzip JSON-array bodies for `indices` (in that order), split so that no body
@@ -334,8 +346,8 @@ impl Gzip {
         let raw: usize = group.iter().map(|&i| items.item_len(i) + 1).sum::<usize>() + 1;
         // JSON telemetry compresses about 5 to 10 times.
         let mut out = Vec::with_capacity(raw / 4 + 64);
-        self.compress.reset();
-        self.feed(b"[", &mut out, FlushCompress::None)?;
+        self.stream.begin()?;
+        self.stream.write(b"[", &mut out, false)?;
         let mut rest = group;
         let mut first = true;
         while let Some((&start, tail)) = rest.split_first() {
@@ -351,45 +363,13 @@ impl Gzip {
             }
             rest = tail.get(len..).unwrap_or(&[]);
             if !first {
-                self.feed(b",", &mut out, FlushCompress::None)?;
+                self.stream.write(b",", &mut out, false)?;
             }
             first = false;
-            self.feed(items.run(start, last), &mut out, FlushCompress::None)?;
+            self.stream.write(items.run(start, last), &mut out, false)?;
         }
-        self.feed(b"]", &mut out, FlushCompress::Finish)?;
+        self.stream.write(b"]", &mut out, true)?;
         Ok(out)
-    }
-
-    /// Feeds `input` to the compressor, growing `out` as needed. With `Finish`, ends the stream.
-    fn feed(
-        &mut self,
-        mut input: &[u8],
-        out: &mut Vec<u8>,
-        flush: FlushCompress,
-    ) -> io::Result<()> {
-        loop {
-            if out.len() == out.capacity() {
-                out.reserve(out.capacity().max(4096));
-            }
-            let (in_before, out_before) = (self.compress.total_in(), out.len());
-            let status = self
-                .compress
-                .compress_vec(input, out, flush)
-                .map_err(io::Error::other)?;
-            let consumed =
-                usize::try_from(self.compress.total_in() - in_before).unwrap_or(usize::MAX);
-            input = input.get(consumed..).unwrap_or(&[]);
-            let done = match flush {
-                FlushCompress::Finish => status == Status::StreamEnd,
-                _ => input.is_empty(),
-            };
-            if done {
-                return Ok(());
-            }
-            if consumed == 0 && out.len() == out_before && out.len() < out.capacity() {
-                return Err(io::Error::other("gzip made no progress"));
-            }
-        }
     }
 }
 
@@ -562,7 +542,9 @@ mod tests {
     fn a_body_is_a_gzip_json_array_of_the_chosen_items() {
         let shared = SharedTags::default();
         let items = encode((0..6).map(|i| message(&shared, &format!("m{i}"), &[])));
-        let mut gz = Gzip::new(GZIP_LEVEL);
+        let Ok(mut gz) = Gzip::new(GZIP_LEVEL) else {
+            panic!("a compressor")
+        };
         for subset in [
             vec![0, 1, 2, 3, 4, 5],
             vec![1, 3, 4],
@@ -603,7 +585,9 @@ mod tests {
         );
         // 1 MiB per body: 20 items of 60,000 bytes are 17 + 3 (17 x 60,001 + 1 < 1 MiB).
         let large = fake_items(&[60_000; 20]);
-        let mut gz = Gzip::new(GZIP_LEVEL);
+        let Ok(mut gz) = Gzip::new(GZIP_LEVEL) else {
+            panic!("a compressor")
+        };
         let bodies = gz.bodies(&large, 0..20).unwrap_or_default();
         assert_eq!(
             bodies.iter().map(|b| b.items.len()).collect::<Vec<_>>(),
@@ -645,7 +629,7 @@ mod tests {
         ) {
             let items = fake_items(&lens);
             let chosen: Vec<usize> = (0..lens.len()).filter(|&i| pick[i]).collect();
-            let bodies = Gzip::new(GZIP_LEVEL).bodies(&items, chosen.iter().copied()).unwrap_or_default();
+            let bodies = Gzip::new(GZIP_LEVEL).and_then(|mut g| g.bodies(&items, chosen.iter().copied())).unwrap_or_default();
             let mut seen = Vec::new();
             for b in &bodies {
                 let raw = gunzip(&b.gzip);

@@ -3,6 +3,8 @@
 //!
 //! - [`encode`]: serialize each envelope once; build gzip JSON-array bodies within the
 //!   service's limits from any subset of the items.
+//! - [`gzip`]: the gzip stream behind the bodies (zlib's C API, for its tuning; the crate's
+//!   only `unsafe` code).
 //! - [`outcome`]: what an answer of the service means (a pure table).
 //! - [`retry`]: the public [`RetryPolicy`] and its backoff schedule.
 //! - [`queue`]: the [`Transmitter`](queue::Transmitter) handle: the bounded queue of jobs to the
@@ -38,6 +40,7 @@ pub(crate) mod attempt;
 pub(crate) mod drain;
 pub(crate) mod encode;
 pub(crate) mod gate;
+pub(crate) mod gzip;
 pub(crate) mod handoff;
 pub(crate) mod outcome;
 pub(crate) mod queue;

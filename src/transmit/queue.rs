@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::attempt::Shared;
 use super::encode::{EncodedItems, Gzip};
 use super::gate::{instant_after, lock, Gate};
+use super::gzip::Level;
 use super::handoff::{Answer, Batch, Pace};
 use super::retry::RetryPolicy;
 use super::storage::Storage;
@@ -60,7 +61,7 @@ pub(crate) struct TransmitConfig {
     /// export fails with [`TransmitError::Undelivered`] and its items are lost.
     pub(crate) storage: Option<Arc<Storage>>,
     /// The gzip level of request bodies (see [`GZIP_LEVEL`](super::encode::GZIP_LEVEL)).
-    pub(crate) gzip_level: u32,
+    pub(crate) gzip_level: Level,
     /// Entra ID: every request carries a bearer token of this cache.
     pub(crate) auth: Option<crate::auth::TokenCache>,
 }
@@ -232,7 +233,7 @@ impl Transmitter {
             client,
             endpoint: Mutex::new(url),
             retry: cfg.retry,
-            gzip: Mutex::new(Gzip::new(cfg.gzip_level)),
+            gzip: Mutex::new(Gzip::new(cfg.gzip_level).map_err(TransmitError::Gzip)?),
             gate: Arc::clone(&gate),
             timeout: cfg.timeout,
             auth: cfg.auth,
