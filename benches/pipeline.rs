@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench --bench pipeline
 //! PIPELINE_ONLY=log/ours cargo bench --bench pipeline   # one export only, e.g. under perf
+//! PIPELINE_BATCH=64 cargo bench --bench pipeline        # smaller exports: their fixed cost
 //! ```
 //!
 //! For each signal (spans, log records, metric points), 200,000 items in batches of 512 per
@@ -35,7 +36,15 @@ mod support;
 use support::http::Post;
 
 const ITEMS: usize = 200_000;
-const BATCH: usize = 512;
+/// Items per export: 512 (the SDK's batch size), or `PIPELINE_BATCH` (to see the fixed cost
+/// of an export: the per-item figures at a few batch sizes).
+fn batch_size() -> usize {
+    std::env::var("PIPELINE_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .filter(|&b| b > 0)
+        .unwrap_or(512)
+}
 const IKEY: &str = "11111111-2222-4333-8444-555555555555";
 /// Set in the child process: it is the receiver.
 const RECEIVER: &str = "PIPELINE_BENCH_RECEIVER";
@@ -66,11 +75,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap_or_else(|e| panic!("runtime: {e}"));
-    let exports = ITEMS.div_ceil(BATCH);
+    let batch = batch_size();
+    let exports = ITEMS.div_ceil(batch);
     let mut rows = Vec::new();
 
     // ---- Spans ----
-    let spans = support::web_service_batch(BATCH);
+    let spans = support::web_service_batch(batch);
     let clone_cost = cpu_of(|| {
         for _ in 0..exports {
             drop(std::hint::black_box(spans.clone()));
@@ -82,7 +92,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure("span/ours", exports * BATCH, clone_cost, || {
+        rx.measure("span/ours", exports * batch, clone_cost, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(spans.clone())));
             }
@@ -92,13 +102,13 @@ fn main() {
     let theirs = {
         let mut e = support::http::theirs(rx.connection_string(), rx.post());
         opentelemetry_sdk::trace::SpanExporter::set_resource(&mut e, &support::resource());
-        let batch: &[SpanData] = &spans;
-        rx.measure("span/app-insights", exports * BATCH, clone_cost, || {
+        let slice: &[SpanData] = &spans;
+        rx.measure("span/app-insights", exports * batch, clone_cost, || {
             for _ in 0..exports {
                 check(
                     runtime.block_on(opentelemetry_sdk::trace::SpanExporter::export(
                         &e,
-                        batch.to_vec(),
+                        slice.to_vec(),
                     )),
                 );
             }
@@ -113,7 +123,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure("span/otlp", exports * BATCH, clone_cost, || {
+        rx.measure("span/otlp", exports * batch, clone_cost, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(spans.clone())));
             }
@@ -124,7 +134,7 @@ fn main() {
 
     // ---- Log records ----
     // Without the stack trace of the error records, as the figures in the README were measured.
-    let records = support::logs::web_service_logs(BATCH, false);
+    let records = support::logs::web_service_logs(batch, false);
     let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
         records.iter().map(|(r, s)| (r, s)).collect();
     let ours = {
@@ -133,7 +143,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure("log/ours", exports * BATCH, 0.0, || {
+        rx.measure("log/ours", exports * batch, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
             }
@@ -143,7 +153,7 @@ fn main() {
     let theirs = {
         let mut e = support::http::theirs(rx.connection_string(), rx.post());
         opentelemetry_sdk::logs::LogExporter::set_resource(&mut e, &support::resource());
-        rx.measure("log/app-insights", exports * BATCH, 0.0, || {
+        rx.measure("log/app-insights", exports * batch, 0.0, || {
             for _ in 0..exports {
                 check(
                     runtime.block_on(opentelemetry_sdk::logs::LogExporter::export(
@@ -163,7 +173,7 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
         e.set_resource(&support::resource());
-        rx.measure("log/otlp", exports * BATCH, 0.0, || {
+        rx.measure("log/otlp", exports * batch, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
             }
@@ -173,13 +183,13 @@ fn main() {
     rows.push(("log record", ours, theirs, otlp));
 
     // ---- Metric points ----
-    let collection = support::metrics::collection(BATCH / 2);
+    let collection = support::metrics::collection(batch / 2);
     let ours = {
         let e = opentelemetry_azure_monitor::MetricExporter::builder()
             .with_connection_string(rx.connection_string())
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        rx.measure("metric/ours", exports * BATCH, 0.0, || {
+        rx.measure("metric/ours", exports * batch, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(&collection)));
             }
@@ -188,7 +198,7 @@ fn main() {
     };
     let theirs = {
         let e = support::http::theirs(rx.connection_string(), rx.post());
-        rx.measure("metric/app-insights", exports * BATCH, 0.0, || {
+        rx.measure("metric/app-insights", exports * batch, 0.0, || {
             for _ in 0..exports {
                 check(runtime.block_on(
                     opentelemetry_sdk::metrics::exporter::PushMetricExporter::export(
@@ -208,7 +218,7 @@ fn main() {
             .with_endpoint(format!("http://{}/v1/metrics", rx.addr))
             .build()
             .unwrap_or_else(|e| panic!("{e}"));
-        rx.measure("metric/otlp", exports * BATCH, 0.0, || {
+        rx.measure("metric/otlp", exports * batch, 0.0, || {
             for _ in 0..exports {
                 check(futures_executor::block_on(e.export(&collection)));
             }
@@ -218,8 +228,8 @@ fn main() {
     rows.push(("metric point", ours, theirs, otlp));
 
     println!(
-        "\n{} items per exporter and signal, in exports of {BATCH}, into a loopback receiver in another process",
-        exports * BATCH
+        "\n{} items per exporter and signal, in exports of {batch}, into a loopback receiver in another process",
+        exports * batch
     );
     println!(
         "{:<13} {:>22} {:>22} {:>22} {:>9} {:>9} {:>11} {:>11}",

@@ -217,6 +217,7 @@ impl EncodedItems {
     }
 
     /// The byte length of item `i`'s JSON (0 if there is no such item).
+    #[cfg(test)]
     pub(crate) fn item_len(&self, i: usize) -> usize {
         self.get(i).map_or(0, <[u8]>::len)
     }
@@ -300,7 +301,15 @@ pub(crate) fn split(
 /// compressor's state (a few hundred KiB) for every body.
 pub(crate) struct Gzip {
     stream: Stream,
+    /// Where bodies are compressed, kept from body to body (up to [`SCRATCH_BYTES`]); each
+    /// body is then copied out at its exact size. Allocating room for the compressed output
+    /// body by body (a quarter of the JSON: about 100 KiB for 512 spans, five times what they
+    /// compress to) made the heap grow and shrink on every export.
+    scratch: Vec<u8>,
 }
+
+/// The largest compression buffer [`Gzip`] keeps between bodies.
+const SCRATCH_BYTES: usize = 2 * 1024 * 1024;
 
 impl std::fmt::Debug for Gzip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -317,6 +326,7 @@ impl Gzip {
     pub(crate) fn new(level: Level) -> io::Result<Self> {
         Ok(Gzip {
             stream: Stream::new(level)?,
+            scratch: Vec::new(),
         })
     }
 
@@ -343,11 +353,24 @@ impl Gzip {
 
     /// Compresses `[item,item,...]` for `group`, writing each run of consecutive items in one go.
     fn body(&mut self, items: &EncodedItems, group: &[usize]) -> io::Result<Vec<u8>> {
-        let raw: usize = group.iter().map(|&i| items.item_len(i) + 1).sum::<usize>() + 1;
-        // JSON telemetry compresses about 5 to 10 times.
-        let mut out = Vec::with_capacity(raw / 4 + 64);
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        let body = self.compress(items, group, &mut out);
+        if out.capacity() <= SCRATCH_BYTES {
+            self.scratch = out;
+        }
+        body
+    }
+
+    /// Compresses the body of `group` into `out`, and returns a copy of exactly its size.
+    fn compress(
+        &mut self,
+        items: &EncodedItems,
+        group: &[usize],
+        out: &mut Vec<u8>,
+    ) -> io::Result<Vec<u8>> {
         self.stream.begin()?;
-        self.stream.write(b"[", &mut out, false)?;
+        self.stream.write(b"[", out, false)?;
         let mut rest = group;
         let mut first = true;
         while let Some((&start, tail)) = rest.split_first() {
@@ -363,13 +386,13 @@ impl Gzip {
             }
             rest = tail.get(len..).unwrap_or(&[]);
             if !first {
-                self.stream.write(b",", &mut out, false)?;
+                self.stream.write(b",", out, false)?;
             }
             first = false;
-            self.stream.write(items.run(start, last), &mut out, false)?;
+            self.stream.write(items.run(start, last), out, false)?;
         }
-        self.stream.write(b"]", &mut out, true)?;
-        Ok(out)
+        self.stream.write(b"]", out, true)?;
+        Ok(out.as_slice().to_vec())
     }
 }
 
