@@ -191,12 +191,14 @@ impl Stream {
             // of `input` (zlib only reads through it) and `next_out` to `avail_out` writable
             // bytes of `out`'s spare capacity, both alive for the call.
             let rc = unsafe { deflate(&mut *self.strm, flush) };
-            let consumed = (avail_in - self.strm.avail_in) as usize;
-            let written = (avail_out - self.strm.avail_out) as usize;
+            // zlib only lowers the counts; the clamps keep a broken promise from turning into
+            // an out-of-bounds length below.
+            let consumed = (avail_in.saturating_sub(self.strm.avail_in) as usize).min(input.len());
+            let written = avail_out.saturating_sub(self.strm.avail_out) as usize;
             self.strm.next_in = std::ptr::null_mut();
             self.strm.next_out = std::ptr::null_mut();
-            // SAFETY: zlib wrote `written` bytes at the start of the spare capacity, which
-            // `written <= avail_out <= spare.len()` keeps within the allocation.
+            // SAFETY: zlib wrote `written` bytes at the start of the spare capacity, and
+            // `written <= avail_out <= spare capacity` keeps the new length within it.
             unsafe { out.set_len(out.len() + written) };
             input = input.get(consumed..).unwrap_or_default();
             match rc {
