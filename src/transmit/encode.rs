@@ -88,7 +88,7 @@ const SPARE_BUFFERS: usize = 2;
 
 /// The largest buffer kept as a spare; a larger one (a batch of unusually large items) is
 /// freed.
-const SPARE_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+const SPARE_BUFFER_BYTES: usize = 2 * 1024 * 1024;
 
 /// A few empty buffers for reuse (see [`SPARE`]).
 struct Spare(Mutex<Vec<Vec<u8>>>);
