@@ -98,12 +98,12 @@ impl Spare {
         Spare(Mutex::new(Vec::new()))
     }
 
-    /// An empty buffer with room for at least `bytes` bytes: a spare one if there is one.
+    /// An empty buffer with room for at least `bytes` bytes: a spare one if there is one
+    /// (spares are emptied when given).
     fn take(&self, bytes: usize) -> Vec<u8> {
         let spare = self.0.try_lock().ok().and_then(|mut spare| spare.pop());
         match spare {
             Some(mut buf) => {
-                buf.clear();
                 buf.reserve(bytes);
                 buf
             }
