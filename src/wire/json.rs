@@ -56,18 +56,46 @@ fn next_escape(bytes: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Whether any byte of `bytes` needs an escape: eight bytes at a time, and the last one to
+/// seven bytes as the last eight (overlapping what was checked), so a short string costs one
+/// or two word checks instead of a loop over its bytes.
+fn has_escape(bytes: &[u8]) -> bool {
+    let word = |chunk: &[u8]| {
+        <[u8; 8]>::try_from(chunk).map_or(true, |w| any_needs_escape(u64::from_le_bytes(w)))
+    };
+    let mut chunks = bytes.chunks_exact(8);
+    if chunks.by_ref().any(word) {
+        return true;
+    }
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return false;
+    }
+    match bytes.len().checked_sub(8) {
+        Some(last) => bytes.get(last..).is_none_or(word),
+        None => rest.iter().any(|&b| needs_escape(b)),
+    }
+}
+
 /// Writes `s` as a JSON string, quoted and escaped.
+///
+/// Nearly every string of an item needs no escape (keys, ids, names, most messages): it is
+/// checked a word at a time and copied whole. The others are copied in runs between escapes.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
-    let mut start = 0;
-    loop {
-        let i = next_escape(bytes, start);
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        let Some(&b) = bytes.get(i) else { break };
-        escape(b, out);
-        start = i + 1;
+    if has_escape(bytes) {
+        let mut start = 0;
+        loop {
+            let i = next_escape(bytes, start);
+            out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+            let Some(&b) = bytes.get(i) else { break };
+            escape(b, out);
+            start = i + 1;
+        }
+    } else {
+        out.extend_from_slice(bytes);
     }
     out.push(b'"');
 }
@@ -208,6 +236,30 @@ mod tests {
                 serde_json::to_string(s).unwrap_or_default(),
                 "{s:?}"
             );
+        }
+    }
+
+    #[test]
+    fn finds_an_escape_at_any_place_of_a_short_string() {
+        // The word checks overlap at the end: each length and position, with one character
+        // that needs an escape, and with none.
+        for len in 0..=24 {
+            let plain = "a".repeat(len);
+            assert_eq!(
+                ours(&plain),
+                serde_json::to_string(&plain).unwrap_or_default()
+            );
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}'] {
+                    let mut s = plain.clone();
+                    s.replace_range(at..=at, special.encode_utf8(&mut [0; 4]));
+                    assert_eq!(
+                        ours(&s),
+                        serde_json::to_string(&s).unwrap_or_default(),
+                        "{s:?}"
+                    );
+                }
+            }
         }
     }
 
