@@ -31,22 +31,25 @@ pub(crate) const GZIP_LEVEL: Level = Level::new(2);
 /// difference between the two is within the noise of one run, and gzip is most of the delivery
 /// thread's CPU either way (zlib-rs' `deflate_medium` and `longest_match`).
 ///
-/// Tuned with zlib's `deflateTune` ([`super::gzip`]): level 4's strategy with a lazy match of 6
-/// (level 4: 12), a nice length of 64 (32) and a chain of 8 (24). The nice length lets one
-/// match cover the long constant head of an item, the shorter search and lazy matching do the
-/// rest for less. Measured: 49.1 bytes per span against level 4's 49.4, for about 30% less
-/// gzip time (1.06 to 1.45 µs against 1.46 to 2.05 per span, in interleaved rounds on the
-/// bench's 512-span batch), and gzip is about half of a span export's CPU. The same tuning
-/// costs metric bodies 11% more bytes, and log bodies (level 2, the "fast" strategy) gain
-/// nothing from it, so only spans use it. miniz_oxide, safe and tunable, is two to three times
-/// slower at these sizes.
+/// Tuned with zlib's `deflateTune` ([`super::gzip`]): level 4's strategy with a lazy match of 4
+/// (level 4: 12), a nice length of 32 (32) and a chain of 4 (24): a shorter search and less
+/// lazy matching, for less CPU and a few more bytes. Measured on the bench's 512-span batch, in
+/// twenty interleaved rounds with zlib-rs: level 4, 49.4 bytes per span and 1.46 µs of gzip;
+/// the first tuning (lazy 6, nice 64, chain 8), 49.1 bytes and 1.05 µs; this one, 51.4 bytes
+/// and 0.90 µs. Gzip is about a third of a span export's CPU (`benches/pipeline.rs`), so this
+/// one gives about 4% of it for 5% more bytes, still 0.92 times the leading Rust exporter's
+/// 55.6. Bytes on the wire are not what Azure Monitor bills (it counts the uncompressed JSON);
+/// the CPU is the application's. Shorter still (a nice length of 16, or a chain of 2) costs
+/// more bytes for no gain. The same tuning costs metric bodies more bytes, and log bodies
+/// (level 2, the "fast" strategy) gain nothing from it, so only spans use it. miniz_oxide,
+/// safe and tunable, is two to three times slower at these sizes.
 pub(crate) const SPAN_GZIP_LEVEL: Level = Level::tuned(
     4,
     Tune {
         good: 4,
-        lazy: 6,
-        nice: 64,
-        chain: 8,
+        lazy: 4,
+        nice: 32,
+        chain: 4,
     },
 );
 
