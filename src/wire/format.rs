@@ -19,21 +19,34 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// [`civil_from_days`] with the last day remembered per thread: the items of a batch are
-/// nearly always of one day.
-fn civil_from_days_cached(days: i64) -> (i64, u32, u32) {
+/// `YYYY-MM-DDThh:mm:ss.` of a second since the epoch (years past 9999 as 9999).
+fn second_prefix(secs: u64) -> [u8; 20] {
+    let secs = secs.min(i64::MAX as u64) as i64;
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400) as u32;
+    let mut b = *b"0000-00-00T00:00:00.";
+    digits(&mut b[0..4], y.clamp(0, 9999) as u32);
+    digits(&mut b[5..7], mo);
+    digits(&mut b[8..10], d);
+    digits(&mut b[11..13], rem / 3600);
+    digits(&mut b[14..16], (rem % 3600) / 60);
+    digits(&mut b[17..19], rem % 60);
+    b
+}
+
+/// [`second_prefix`] with the last second remembered per thread: the items of a batch are
+/// mostly of a few seconds, so most items only write their microseconds.
+fn second_prefix_cached(secs: u64) -> [u8; 20] {
     thread_local! {
-        static LAST: std::cell::Cell<(i64, (i64, u32, u32))> =
-            const { std::cell::Cell::new((0, (1970, 1, 1))) };
+        static LAST: std::cell::Cell<Option<(u64, [u8; 20])>> = const { std::cell::Cell::new(None) };
     }
-    LAST.with(|last| {
-        let (cached_days, date) = last.get();
-        if cached_days == days {
-            return date;
+    LAST.with(|last| match last.get() {
+        Some((cached, prefix)) if cached == secs => prefix,
+        _ => {
+            let prefix = second_prefix(secs);
+            last.set(Some((secs, prefix)));
+            prefix
         }
-        let date = civil_from_days(days);
-        last.set((days, date));
-        date
     })
 }
 
@@ -46,16 +59,10 @@ impl Timestamp {
     /// `YYYY-MM-DDThh:mm:ss.ffffffZ`, 27 bytes (years past 9999 are written as 9999).
     pub(crate) fn to_bytes(self) -> [u8; 27] {
         let since = self.0.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs() as i64;
-        let (y, mo, d) = civil_from_days_cached(secs.div_euclid(86_400));
-        let rem = secs.rem_euclid(86_400) as u32;
         let mut b = *b"0000-00-00T00:00:00.000000Z";
-        digits(&mut b[0..4], y.clamp(0, 9999) as u32);
-        digits(&mut b[5..7], mo);
-        digits(&mut b[8..10], d);
-        digits(&mut b[11..13], rem / 3600);
-        digits(&mut b[14..16], (rem % 3600) / 60);
-        digits(&mut b[17..19], rem % 60);
+        if let Some(head) = b.get_mut(..20) {
+            head.copy_from_slice(&second_prefix_cached(since.as_secs()));
+        }
         digits(&mut b[20..26], since.subsec_micros());
         b
     }
