@@ -5,18 +5,22 @@
 //!
 //! ```sh
 //! cargo bench --bench pipeline
-//! PIPELINE_ONLY=log/ours cargo bench --bench pipeline   # one export only, e.g. under perf
+//! PIPELINE_ONLY=log/ours cargo bench --bench pipeline   # one exporter only, e.g. under perf
 //! PIPELINE_BATCH=64 cargo bench --bench pipeline        # smaller exports: their fixed cost
+//! PIPELINE_ROUNDS=1 cargo bench --bench pipeline        # each exporter's exports in one go
 //! ```
 //!
 //! For each signal (spans, log records, metric points), 200,000 items in batches of 512 per
-//! exporter, then the exporter's shutdown. Printed per item: CPU of the exporting process (all
-//! its threads, user + system, from `/proc/self/stat`, so Linux only; the time spent cloning
-//! the span batches for the exporters that take them by value is measured apart and taken
-//! out) and request body bytes as the receiver counted them; then the ratios. The receiver
-//! answers 200 at once and does nothing else, in its own process, so its CPU is not counted.
+//! exporter, then the exporter's shutdown. The exports are made in ten rounds, the three
+//! exporters in turn in each (each round starting with the next), so that all three see the
+//! same phases of a shared machine, whose speed changes by tens of percent from one second to
+//! the next. Printed per item: CPU of the exporting process (all its threads, user + system,
+//! from the process CPU clock; the time spent cloning the span batches for the exporters that
+//! take them by value is measured apart and taken out) and request body bytes as the receiver
+//! counted them; then the ratios. The receiver answers 200 at once and does nothing else, in
+//! its own process, so its CPU is not counted.
 //!
-//! One run; the machines are shared, so compare the figures of one run with each other.
+//! One run; compare the figures of one run with each other.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -77,158 +81,159 @@ fn main() {
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     let batch = batch_size();
     let exports = ITEMS.div_ceil(batch);
+    let rounds = rounds().min(exports);
     let mut rows = Vec::new();
 
     // ---- Spans ----
     let spans = support::web_service_batch(batch);
+    // The exporters take their batch by value: the clone is measured apart and taken out.
     let clone_cost = cpu_of(|| {
         for _ in 0..exports {
             drop(std::hint::black_box(spans.clone()));
         }
-    });
-    let ours = {
-        let mut e = opentelemetry_azure_monitor::SpanExporter::builder()
-            .with_connection_string(rx.connection_string())
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        e.set_resource(&support::resource());
-        rx.measure("span/ours", exports * batch, clone_cost, || {
-            for _ in 0..exports {
-                check(futures_executor::block_on(e.export(spans.clone())));
-            }
-            check(e.shutdown());
-        })
-    };
-    let theirs = {
-        let mut e = support::http::theirs(rx.connection_string(), rx.post());
-        opentelemetry_sdk::trace::SpanExporter::set_resource(&mut e, &support::resource());
-        let slice: &[SpanData] = &spans;
-        rx.measure("span/app-insights", exports * batch, clone_cost, || {
-            for _ in 0..exports {
-                check(
-                    runtime.block_on(opentelemetry_sdk::trace::SpanExporter::export(
-                        &e,
-                        slice.to_vec(),
-                    )),
-                );
-            }
-        })
-    };
-    let otlp = {
-        let mut e = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_compression(Compression::Gzip)
-            .with_endpoint(format!("http://{}/v1/traces", rx.addr))
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        e.set_resource(&support::resource());
-        rx.measure("span/otlp", exports * batch, clone_cost, || {
-            for _ in 0..exports {
-                check(futures_executor::block_on(e.export(spans.clone())));
-            }
-            check(e.shutdown());
-        })
-    };
-    rows.push(("span", ours, theirs, otlp));
+    }) / exports as f64;
+    let mut ours = opentelemetry_azure_monitor::SpanExporter::builder()
+        .with_connection_string(rx.connection_string())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    ours.set_resource(&support::resource());
+    let mut theirs = support::http::theirs(rx.connection_string(), rx.post());
+    opentelemetry_sdk::trace::SpanExporter::set_resource(&mut theirs, &support::resource());
+    let mut otlp = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_compression(Compression::Gzip)
+        .with_endpoint(format!("http://{}/v1/traces", rx.addr))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    otlp.set_resource(&support::resource());
+    let slice: &[SpanData] = &spans;
+    let measured = rx.race(
+        "span",
+        batch,
+        exports,
+        rounds,
+        [
+            Contender::new("ours", clone_cost, |step| match step {
+                Step::Export => check(futures_executor::block_on(ours.export(spans.clone()))),
+                Step::Shutdown => check(ours.shutdown()),
+            }),
+            Contender::new("app-insights", clone_cost, |step| {
+                if step == Step::Export {
+                    check(
+                        runtime.block_on(opentelemetry_sdk::trace::SpanExporter::export(
+                            &theirs,
+                            slice.to_vec(),
+                        )),
+                    );
+                }
+            }),
+            Contender::new("otlp", clone_cost, |step| match step {
+                Step::Export => check(futures_executor::block_on(otlp.export(spans.clone()))),
+                Step::Shutdown => check(otlp.shutdown()),
+            }),
+        ],
+    );
+    rows.push(("span", measured));
 
     // ---- Log records ----
     // Without the stack trace of the error records, as the figures in the README were measured.
     let records = support::logs::web_service_logs(batch, false);
     let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
         records.iter().map(|(r, s)| (r, s)).collect();
-    let ours = {
-        let mut e = opentelemetry_azure_monitor::LogExporter::builder()
-            .with_connection_string(rx.connection_string())
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        e.set_resource(&support::resource());
-        rx.measure("log/ours", exports * batch, 0.0, || {
-            for _ in 0..exports {
-                check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
-            }
-            check(e.shutdown());
-        })
-    };
-    let theirs = {
-        let mut e = support::http::theirs(rx.connection_string(), rx.post());
-        opentelemetry_sdk::logs::LogExporter::set_resource(&mut e, &support::resource());
-        rx.measure("log/app-insights", exports * batch, 0.0, || {
-            for _ in 0..exports {
-                check(
-                    runtime.block_on(opentelemetry_sdk::logs::LogExporter::export(
-                        &e,
-                        LogBatch::new(&refs),
-                    )),
-                );
-            }
-        })
-    };
-    let otlp = {
-        let mut e = opentelemetry_otlp::LogExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_compression(Compression::Gzip)
-            .with_endpoint(format!("http://{}/v1/logs", rx.addr))
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        e.set_resource(&support::resource());
-        rx.measure("log/otlp", exports * batch, 0.0, || {
-            for _ in 0..exports {
-                check(futures_executor::block_on(e.export(LogBatch::new(&refs))));
-            }
-            check(e.shutdown());
-        })
-    };
-    rows.push(("log record", ours, theirs, otlp));
+    let mut ours = opentelemetry_azure_monitor::LogExporter::builder()
+        .with_connection_string(rx.connection_string())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    ours.set_resource(&support::resource());
+    let mut theirs = support::http::theirs(rx.connection_string(), rx.post());
+    opentelemetry_sdk::logs::LogExporter::set_resource(&mut theirs, &support::resource());
+    let mut otlp = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_compression(Compression::Gzip)
+        .with_endpoint(format!("http://{}/v1/logs", rx.addr))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    otlp.set_resource(&support::resource());
+    let measured = rx.race(
+        "log",
+        batch,
+        exports,
+        rounds,
+        [
+            Contender::new("ours", 0.0, |step| match step {
+                Step::Export => check(futures_executor::block_on(
+                    ours.export(LogBatch::new(&refs)),
+                )),
+                Step::Shutdown => check(ours.shutdown()),
+            }),
+            Contender::new("app-insights", 0.0, |step| {
+                if step == Step::Export {
+                    check(
+                        runtime.block_on(opentelemetry_sdk::logs::LogExporter::export(
+                            &theirs,
+                            LogBatch::new(&refs),
+                        )),
+                    );
+                }
+            }),
+            Contender::new("otlp", 0.0, |step| match step {
+                Step::Export => check(futures_executor::block_on(
+                    otlp.export(LogBatch::new(&refs)),
+                )),
+                Step::Shutdown => check(otlp.shutdown()),
+            }),
+        ],
+    );
+    rows.push(("log record", measured));
 
     // ---- Metric points ----
     let collection = support::metrics::collection(batch / 2);
-    let ours = {
-        let e = opentelemetry_azure_monitor::MetricExporter::builder()
-            .with_connection_string(rx.connection_string())
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        rx.measure("metric/ours", exports * batch, 0.0, || {
-            for _ in 0..exports {
-                check(futures_executor::block_on(e.export(&collection)));
-            }
-            check(e.shutdown());
-        })
-    };
-    let theirs = {
-        let e = support::http::theirs(rx.connection_string(), rx.post());
-        rx.measure("metric/app-insights", exports * batch, 0.0, || {
-            for _ in 0..exports {
-                check(runtime.block_on(
-                    opentelemetry_sdk::metrics::exporter::PushMetricExporter::export(
-                        &e,
-                        &collection,
-                    ),
-                ));
-            }
-        })
-    };
-    let otlp = {
-        let e = opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(Protocol::HttpBinary)
-            .with_compression(Compression::Gzip)
-            .with_temporality(Temporality::Delta)
-            .with_endpoint(format!("http://{}/v1/metrics", rx.addr))
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        rx.measure("metric/otlp", exports * batch, 0.0, || {
-            for _ in 0..exports {
-                check(futures_executor::block_on(e.export(&collection)));
-            }
-            check(e.shutdown());
-        })
-    };
-    rows.push(("metric point", ours, theirs, otlp));
+    let ours = opentelemetry_azure_monitor::MetricExporter::builder()
+        .with_connection_string(rx.connection_string())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let theirs = support::http::theirs(rx.connection_string(), rx.post());
+    let otlp = opentelemetry_otlp::MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_compression(Compression::Gzip)
+        .with_temporality(Temporality::Delta)
+        .with_endpoint(format!("http://{}/v1/metrics", rx.addr))
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let measured = rx.race(
+        "metric",
+        batch,
+        exports,
+        rounds,
+        [
+            Contender::new("ours", 0.0, |step| match step {
+                Step::Export => check(futures_executor::block_on(ours.export(&collection))),
+                Step::Shutdown => check(ours.shutdown()),
+            }),
+            Contender::new("app-insights", 0.0, |step| {
+                if step == Step::Export {
+                    check(runtime.block_on(
+                        opentelemetry_sdk::metrics::exporter::PushMetricExporter::export(
+                            &theirs,
+                            &collection,
+                        ),
+                    ));
+                }
+            }),
+            Contender::new("otlp", 0.0, |step| match step {
+                Step::Export => check(futures_executor::block_on(otlp.export(&collection))),
+                Step::Shutdown => check(otlp.shutdown()),
+            }),
+        ],
+    );
+    rows.push(("metric point", measured));
 
     println!(
-        "\n{} items per exporter and signal, in exports of {batch}, into a loopback receiver in another process",
+        "\n{} items per exporter and signal, in exports of {batch}, in {rounds} interleaved rounds, \
+         into a loopback receiver in another process",
         exports * batch
     );
     println!(
@@ -242,7 +247,7 @@ fn main() {
         "bytes/ai",
         "bytes/otlp"
     );
-    for (what, ours, theirs, otlp) in rows {
+    for (what, [ours, theirs, otlp]) in rows {
         let cell = |m: &Measured| format!("{:.2} µs {:>6.1} B", m.cpu_us, m.bytes);
         println!(
             "{:<13} {:>22} {:>22} {:>22} {:>9.2} {:>9.2} {:>11.2} {:>11.2}",
@@ -260,6 +265,17 @@ fn main() {
     let _ = child.wait();
 }
 
+/// The rounds each exporter's exports are split into, taken in turn (`PIPELINE_ROUNDS`, 10 by
+/// default): these machines are shared and change speed by tens of percent from one second to
+/// the next, and exporters measured one after the other would each get a different phase.
+fn rounds() -> usize {
+    std::env::var("PIPELINE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(10)
+}
+
 fn check(result: opentelemetry_sdk::error::OTelSdkResult) {
     if let Err(e) = result {
         panic!("export failed: {e}");
@@ -272,21 +288,11 @@ struct Measured {
     bytes: f64,
 }
 
-/// CPU time of this process so far (all threads, user + system), in seconds.
+/// CPU time of this process so far (all its threads, also those that ended, user + system),
+/// in seconds: `CLOCK_PROCESS_CPUTIME_ID`, which counts nanoseconds.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat")
-        .unwrap_or_else(|e| panic!("/proc/self/stat (Linux only): {e}"));
-    // After the command name in parentheses: state is field 3, utime 14, stime 15.
-    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // USER_HZ is 100 on Linux.
-    (ticks(11) + ticks(12)) / 100.0
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 fn cpu_of(f: impl FnOnce()) -> f64 {
@@ -326,25 +332,99 @@ impl Receiver {
         (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
     }
 
-    /// Runs `export` (which sends `items` items), less `overhead` seconds of CPU; `what` is
-    /// "signal/exporter". With `PIPELINE_ONLY` set (e.g. `log/ours`, or `log`), only the runs
-    /// whose `what` starts with it are made, the others print as NaN: for profiling one export.
-    fn measure(&self, what: &str, items: usize, overhead: f64, export: impl FnOnce()) -> Measured {
-        if let Ok(only) = std::env::var("PIPELINE_ONLY") {
-            if !what.starts_with(only.as_str()) {
-                return Measured {
-                    cpu_us: f64::NAN,
-                    bytes: f64::NAN,
+    /// Runs each contender's exports (`exports` of `batch` items) in `rounds` rounds, the
+    /// contenders in turn and each round starting with the next one, then shuts each down, and
+    /// adds up its CPU (less its overhead per export) and the request bytes received. With
+    /// `PIPELINE_ONLY` set (e.g. `log/ours`, or `log`), only the contenders whose
+    /// `signal/name` starts with it run, the others print as NaN: for profiling one export.
+    fn race<const N: usize>(
+        &self,
+        signal: &str,
+        batch: usize,
+        exports: usize,
+        rounds: usize,
+        mut contenders: [Contender<'_>; N],
+    ) -> [Measured; N] {
+        let only = std::env::var("PIPELINE_ONLY").ok();
+        let runs: Vec<bool> = contenders
+            .iter()
+            .map(|c| {
+                only.as_deref()
+                    .is_none_or(|o| format!("{signal}/{}", c.name).starts_with(o))
+            })
+            .collect();
+        let mut totals = [(0.0f64, 0u64, 0u64); N];
+        let _ = self.take_stats();
+        for round in 0..rounds {
+            // An even share of the exports, the remainder in the first rounds.
+            let these = exports / rounds + usize::from(round < exports % rounds);
+            for turn in 0..N {
+                let i = (round + turn) % N;
+                let (Some(c), Some(total)) = (contenders.get_mut(i), totals.get_mut(i)) else {
+                    continue;
                 };
+                if !runs.get(i).copied().unwrap_or(false) {
+                    continue;
+                }
+                let cpu = cpu_of(|| {
+                    for _ in 0..these {
+                        (c.step)(Step::Export);
+                    }
+                });
+                let (bytes, requests) = self.take_stats();
+                total.0 += cpu - c.overhead * these as f64;
+                total.1 += bytes;
+                total.2 += requests;
             }
         }
-        let _ = self.take_stats();
-        let cpu = cpu_of(export) - overhead;
-        let (bytes, requests) = self.take_stats();
-        assert!(requests > 0, "nothing arrived");
-        Measured {
-            cpu_us: cpu.max(0.0) * 1e6 / items as f64,
-            bytes: bytes as f64 / items as f64,
+        for (i, (c, total)) in contenders.iter_mut().zip(totals.iter_mut()).enumerate() {
+            if runs.get(i).copied().unwrap_or(false) {
+                total.0 += cpu_of(|| (c.step)(Step::Shutdown));
+                let (bytes, requests) = self.take_stats();
+                total.1 += bytes;
+                total.2 += requests;
+                assert!(total.2 > 0, "{signal}/{}: nothing arrived", c.name);
+            }
+        }
+        let items = (exports * batch) as f64;
+        std::array::from_fn(
+            |i| match (runs.get(i).copied().unwrap_or(false), totals.get(i)) {
+                (true, Some(&(cpu, bytes, _))) => Measured {
+                    cpu_us: cpu.max(0.0) * 1e6 / items,
+                    bytes: bytes as f64 / items,
+                },
+                _ => Measured {
+                    cpu_us: f64::NAN,
+                    bytes: f64::NAN,
+                },
+            },
+        )
+    }
+}
+
+/// What a contender is asked to do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// One export of the batch.
+    Export,
+    /// Its shutdown, after the last round (the other exporter has none that sends).
+    Shutdown,
+}
+
+/// One exporter in a [`Receiver::race`].
+struct Contender<'a> {
+    name: &'static str,
+    /// CPU seconds per export that are the bench's, not the exporter's (cloning the batch).
+    overhead: f64,
+    step: Box<dyn FnMut(Step) + 'a>,
+}
+
+impl<'a> Contender<'a> {
+    fn new(name: &'static str, overhead: f64, step: impl FnMut(Step) + 'a) -> Self {
+        Contender {
+            name,
+            overhead,
+            step: Box::new(step),
         }
     }
 }
