@@ -119,9 +119,9 @@ const BUCKET: Duration = Duration::from_millis(10);
 
 /// The items exported over the last [`RATE_WINDOW`], in buckets of [`BUCKET`], oldest first,
 /// with the sum over those before the current drain kept as they pass [`MIN_HISTORY`]: reading
-/// the rate costs the same whatever the number of exports. (Summing the exports at each export
-/// cost about 50 µs per export at a thousand exports a second, a tenth of a log export's CPU in
-/// `benches/pipeline.rs`.)
+/// the rate costs the same whatever the number of exports. (Summing every export of the window
+/// at each export is quadratic: with 4 items per export, `perf` put nearly half of the
+/// exporting thread's CPU there, in `benches/pipeline.rs` with `PIPELINE_BATCH=4`.)
 #[derive(Debug, Default)]
 struct History {
     /// (when the bucket began, items exported in it).
