@@ -346,26 +346,23 @@ impl Receiver {
         mut contenders: [Contender<'_>; N],
     ) -> [Measured; N] {
         let only = std::env::var("PIPELINE_ONLY").ok();
-        let runs: Vec<bool> = contenders
-            .iter()
-            .map(|c| {
-                only.as_deref()
-                    .is_none_or(|o| format!("{signal}/{}", c.name).starts_with(o))
-            })
-            .collect();
-        let mut totals = [(0.0f64, 0u64, 0u64); N];
+        // (CPU seconds, bytes, requests) of each contender that runs; `None` for the others.
+        let mut totals: [Option<(f64, u64, u64)>; N] = std::array::from_fn(|i| {
+            let name = contenders.get(i).map_or("", |c| c.name);
+            only.as_deref()
+                .is_none_or(|o| format!("{signal}/{name}").starts_with(o))
+                .then_some((0.0, 0, 0))
+        });
         let _ = self.take_stats();
         for round in 0..rounds {
             // An even share of the exports, the remainder in the first rounds.
             let these = exports / rounds + usize::from(round < exports % rounds);
             for turn in 0..N {
                 let i = (round + turn) % N;
-                let (Some(c), Some(total)) = (contenders.get_mut(i), totals.get_mut(i)) else {
+                let (Some(c), Some(Some(total))) = (contenders.get_mut(i), totals.get_mut(i))
+                else {
                     continue;
                 };
-                if !runs.get(i).copied().unwrap_or(false) {
-                    continue;
-                }
                 let cpu = cpu_of(|| {
                     for _ in 0..these {
                         (c.step)(Step::Export);
@@ -377,8 +374,8 @@ impl Receiver {
                 total.2 += requests;
             }
         }
-        for (i, (c, total)) in contenders.iter_mut().zip(totals.iter_mut()).enumerate() {
-            if runs.get(i).copied().unwrap_or(false) {
+        for (c, total) in contenders.iter_mut().zip(totals.iter_mut()) {
+            if let Some(total) = total {
                 total.0 += cpu_of(|| (c.step)(Step::Shutdown));
                 let (bytes, requests) = self.take_stats();
                 total.1 += bytes;
@@ -387,18 +384,16 @@ impl Receiver {
             }
         }
         let items = (exports * batch) as f64;
-        std::array::from_fn(
-            |i| match (runs.get(i).copied().unwrap_or(false), totals.get(i)) {
-                (true, Some(&(cpu, bytes, _))) => Measured {
-                    cpu_us: cpu.max(0.0) * 1e6 / items,
-                    bytes: bytes as f64 / items,
-                },
-                _ => Measured {
-                    cpu_us: f64::NAN,
-                    bytes: f64::NAN,
-                },
+        totals.map(|total| match total {
+            Some((cpu, bytes, _)) => Measured {
+                cpu_us: cpu.max(0.0) * 1e6 / items,
+                bytes: bytes as f64 / items,
             },
-        )
+            None => Measured {
+                cpu_us: f64::NAN,
+                bytes: f64::NAN,
+            },
+        })
     }
 }
 
