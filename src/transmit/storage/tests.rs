@@ -33,6 +33,11 @@ fn config(dir: &Path) -> StorageConfig {
     }
 }
 
+/// How much older than now the files of "an earlier process" are made: far more than the
+/// time between two writes of a test, even on a loaded disk (5 ms was not, in a run with
+/// another process syncing to the same disk).
+const A_MINUTE: u64 = 60_000_000;
+
 fn open(dir: &Path) -> Storage {
     Storage::open(config(dir)).unwrap()
 }
@@ -548,7 +553,7 @@ fn own_files_come_first_when_asked_and_only_they_are_counted_as_waiting() {
     // An earlier process left an older file.
     let earlier = open(&dir.0);
     earlier
-        .write(now_micros() - 5_000, &items(0, 2), [0, 1], None)
+        .write(now_micros() - A_MINUTE, &items(0, 2), [0, 1], None)
         .unwrap();
     drop(earlier);
     let storage = open(&dir.0);
@@ -572,7 +577,7 @@ fn own_files_come_first_when_asked_and_only_they_are_counted_as_waiting() {
     storage.store(&items(20, 1), [0]).unwrap();
     let other = open(&dir.0);
     other
-        .write(now_micros() - 5_000, &items(30, 1), [0], None)
+        .write(now_micros() - A_MINUTE, &items(30, 1), [0], None)
         .unwrap();
     assert_eq!(drain(&storage), [vec![30], vec![20]]);
 }
