@@ -59,13 +59,15 @@ fn main() {
         return;
     }
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current_exe: {e}"));
-    let mut child = Command::new(exe)
-        .env(RECEIVER, "1")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting the receiver: {e}"));
+    let mut child = Reaped(
+        Command::new(exe)
+            .env(RECEIVER, "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting the receiver: {e}")),
+    );
     let mut line = String::new();
-    if let Some(out) = child.stdout.take() {
+    if let Some(out) = child.0.stdout.take() {
         let _ = BufReader::new(out).read_line(&mut line);
     }
     let addr = line.trim().to_owned();
@@ -97,6 +99,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     ours.set_resource(&support::resource());
+    let report = ours.delivery_report();
     let mut theirs = support::http::theirs(rx.connection_string(), rx.post());
     opentelemetry_sdk::trace::SpanExporter::set_resource(&mut theirs, &support::resource());
     let mut otlp = opentelemetry_otlp::SpanExporter::builder()
@@ -134,6 +137,7 @@ fn main() {
             }),
         ],
     );
+    all_accepted("span", &report, &measured, exports, batch);
     rows.push(("span", measured));
 
     // ---- Log records ----
@@ -146,6 +150,7 @@ fn main() {
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
     ours.set_resource(&support::resource());
+    let report = ours.delivery_report();
     let mut theirs = support::http::theirs(rx.connection_string(), rx.post());
     opentelemetry_sdk::logs::LogExporter::set_resource(&mut theirs, &support::resource());
     let mut otlp = opentelemetry_otlp::LogExporter::builder()
@@ -186,6 +191,7 @@ fn main() {
             }),
         ],
     );
+    all_accepted("log", &report, &measured, exports, batch);
     rows.push(("log record", measured));
 
     // ---- Metric points ----
@@ -194,6 +200,7 @@ fn main() {
         .with_connection_string(rx.connection_string())
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
+    let report = ours.delivery_report();
     let theirs = support::http::theirs(rx.connection_string(), rx.post());
     let otlp = opentelemetry_otlp::MetricExporter::builder()
         .with_http()
@@ -229,6 +236,7 @@ fn main() {
             }),
         ],
     );
+    all_accepted("metric", &report, &measured, exports, batch);
     rows.push(("metric point", measured));
 
     println!(
@@ -250,7 +258,7 @@ fn main() {
     for (what, [ours, theirs, otlp]) in rows {
         let cell = |m: &Measured| format!("{:.2} µs {:>6.1} B", m.cpu_us, m.bytes);
         println!(
-            "{:<13} {:>22} {:>22} {:>22} {:>9.2} {:>9.2} {:>11.2} {:>11.2}",
+            "{:<13} {:>22} {:>22} {:>22} {:>9.3} {:>9.3} {:>11.2} {:>11.2}",
             what,
             cell(&ours),
             cell(&theirs),
@@ -261,8 +269,17 @@ fn main() {
             ours.bytes / otlp.bytes
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+}
+
+/// The receiver's process, ended when the bench ends, also by a panic (a failed check), which
+/// would otherwise leave it running, holding the bench's output open.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The rounds each exporter's exports are split into, taken in turn (`PIPELINE_ROUNDS`, 10 by
@@ -280,6 +297,29 @@ fn check(result: opentelemetry_sdk::error::OTelSdkResult) {
     if let Err(e) = result {
         panic!("export failed: {e}");
     }
+}
+
+/// Nothing lost: when ours ran (it is first in `measured`), the service accepted every export
+/// whole (the same number of envelopes each time, at least one per item: span events add
+/// envelopes of their own), and nothing was stored, dropped or refused.
+fn all_accepted(
+    signal: &str,
+    report: &opentelemetry_azure_monitor::DeliveryReport,
+    measured: &[Measured],
+    exports: usize,
+    batch: usize,
+) {
+    if measured.first().is_none_or(|m| m.cpu_us.is_nan()) {
+        return;
+    }
+    let (exports, batch) = (exports as u64, batch as u64);
+    let accepted = report.accepted();
+    assert!(
+        accepted % exports == 0
+            && accepted / exports >= batch
+            && (report.stored(), report.dropped(), report.rejected()) == (0, 0, 0),
+        "{signal}/ours, {exports} exports of {batch} items: {report}"
+    );
 }
 
 /// Per item: CPU in microseconds and request body bytes.
