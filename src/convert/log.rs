@@ -37,7 +37,7 @@ use opentelemetry::{InstrumentationScope, SpanId, TraceId};
 use opentelemetry_sdk::logs::SdkLogRecord;
 
 use super::attributes::{
-    custom_measurements_json, push_json_str, set_context_tags, AttributeLookup,
+    custom_measurements_json, int_text, push_json_str, set_context_tags, AttributeLookup,
 };
 use super::semconv::{Key, COUNT, REQUEST_LOCATION_IP};
 use super::Context;
@@ -330,7 +330,7 @@ fn non_empty(s: Cow<'_, str>) -> Option<Cow<'_, str>> {
 pub(crate) fn render_any(value: &AnyValue, max_bytes: usize) -> Cow<'_, str> {
     match value {
         AnyValue::String(s) => Cow::Borrowed(s.as_str()),
-        AnyValue::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).to_owned()),
+        AnyValue::Int(i) => int_text(*i),
         AnyValue::Double(f) => Cow::Owned(f.to_string()),
         AnyValue::Boolean(true) => Cow::Borrowed("True"),
         AnyValue::Boolean(false) => Cow::Borrowed("False"),
