@@ -207,12 +207,14 @@ impl Shared {
     pub(super) async fn deliver_export(
         &self,
         items: &EncodedItems,
+        bodies: Option<Vec<Body>>,
         deadline: Instant,
         abort: watch::Receiver<bool>,
         persist: bool,
     ) -> Delivery {
         let backoff = self.retry.backoff(fastrand::Rng::new());
-        self.deliver(items, deadline, abort, backoff, persist).await
+        self.deliver(items, bodies, deadline, abort, backoff, persist)
+            .await
     }
 
     /// Settles one export's delivery: what is left undelivered goes to storage (into `held`,
@@ -260,17 +262,20 @@ impl Shared {
     /// Delivers `items` by `deadline`: posts, retries after the delays of `backoff` (and not
     /// before a `Retry-After`), re-sends only the retryable items of a partial success, drops
     /// rejected items. Returns what is left. Gives up at a failure while the endpoint counts as
-    /// failing, unless the exporter drains or `persist` is set.
+    /// failing, unless the exporter drains or `persist` is set. `bodies`, when given, are all
+    /// of `items` already compressed (see [`super::queue::Job::bodies`]).
     pub(super) async fn deliver(
         &self,
         items: &EncodedItems,
+        bodies: Option<Vec<Body>>,
         deadline: Instant,
         mut abort: watch::Receiver<bool>,
         mut backoff: impl Iterator<Item = Duration>,
         persist: bool,
     ) -> Delivery {
         let mut rejections = Rejections::default();
-        let mut bodies = match self.bodies(items, 0..items.len()) {
+        let bodies = bodies.map_or_else(|| self.bodies(items, 0..items.len()), Ok);
+        let mut bodies = match bodies {
             Ok(b) => b,
             Err(reason) => {
                 return Delivery {

@@ -240,6 +240,7 @@ pub(super) async fn job_task(
     let Job {
         seq,
         items,
+        bodies,
         deadline,
         answer,
         reply,
@@ -252,7 +253,7 @@ pub(super) async fn job_task(
         let _ = reply.send(Ok(()));
         return;
     }
-    let delivery = shared.deliver_export(&items, deadline, abort.clone(), answer.waits);
+    let delivery = shared.deliver_export(&items, bodies, deadline, abort.clone(), answer.waits);
     // The job starts when the worker takes it; the hand-off time counts from the export.
     let handoff_at = deadline
         .checked_sub(shared.timeout)

@@ -236,12 +236,12 @@ pub(super) async fn send_file(
         Some(policy) => {
             let backoff = policy.backoff(fastrand::Rng::new());
             shared
-                .deliver(&items, deadline, abort, backoff, false)
+                .deliver(&items, None, deadline, abort, backoff, false)
                 .await
         }
         None => {
             shared
-                .deliver(&items, deadline, abort, std::iter::empty(), false)
+                .deliver(&items, None, deadline, abort, std::iter::empty(), false)
                 .await
         }
     };
